@@ -1,0 +1,233 @@
+//! Local-mode commands: submit, run, status.
+
+use crate::console;
+use anyhow::{bail, Context, Result};
+use chrono::Utc;
+use clap::Args;
+use grd::adapters::sqlite::SqliteStore;
+use grd::adapters::synthetic::Faults;
+use grd::app::ingest_jobs::ingest_lines;
+use grd::app::summary::summary;
+use grd::domain::signal::SignalKind;
+use grd::domain::time::Hour;
+use grd::local::{ensure_fleet, open_pipeline, LocalSetup, SimClock};
+use grd::ports::Clock;
+use serde_json::json;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Exit code when some input lines were rejected (the rest was stored).
+pub const EXIT_SOME_REJECTED: u8 = 3;
+
+pub fn open_store(db: &Path) -> Result<Arc<SqliteStore>> {
+    Ok(Arc::new(
+        SqliteStore::open(db).with_context(|| format!("opening {}", db.display()))?,
+    ))
+}
+
+#[derive(Args)]
+pub struct SubmitArgs {
+    /// File of job lines, or `-` for stdin.
+    pub file: String,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub async fn submit(db: &Path, args: SubmitArgs) -> Result<ExitCode> {
+    let text = if args.file == "-" {
+        let mut s = String::new();
+        std::io::stdin()
+            .read_to_string(&mut s)
+            .context("reading stdin")?;
+        s
+    } else {
+        std::fs::read_to_string(&args.file).with_context(|| format!("reading {}", args.file))?
+    };
+    let store = open_store(db)?;
+    let now = SimClock::load(&store, Hour::containing(Utc::now()).start())?.now();
+    let report = ingest_lines(store.as_ref(), text.lines(), now).await?;
+    if args.json {
+        println!(
+            "{}",
+            json!({"lines": report.lines, "accepted": report.accepted, "duplicates": report.duplicates,
+                   "rejected": report.rejected, "reasons": report.reasons, "errors": report.errors})
+        );
+    } else {
+        for (line, err) in &report.errors {
+            eprintln!("line {line}: rejected: {err}");
+        }
+        println!(
+            "{} lines: {} accepted, {} duplicates (no effect), {} rejected",
+            report.lines, report.accepted, report.duplicates, report.rejected
+        );
+    }
+    Ok(if report.rejected > 0 {
+        ExitCode::from(EXIT_SOME_REJECTED)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn parse_replay(spec: &str) -> Result<(String, PathBuf)> {
+    match spec.split_once('=') {
+        Some((node, path)) if !node.is_empty() && !path.is_empty() => {
+            Ok((node.to_string(), PathBuf::from(path)))
+        }
+        _ => bail!("replay `{spec}`: expected NODE=PATH"),
+    }
+}
+
+#[derive(Args)]
+pub struct RunArgs {
+    /// Simulated hours to advance.
+    #[arg(long)]
+    pub hours: u32,
+    /// Seed of the generated signals (kept in the database on first use).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Network faults on the generated signals: none, typical, or e.g. loss=0.1,dup=0.05,reorder=0.05,burst=0.02,glitch=0.01,delay-ms=20
+    #[arg(long, default_value = "none")]
+    pub faults: String,
+    /// Strategy: optimized or baseline-2019.
+    #[arg(long, default_value = "optimized")]
+    pub strategy: String,
+    /// Planning horizon in hours.
+    #[arg(long, default_value_t = 48)]
+    pub horizon: u32,
+    /// Nodes to create in a new database.
+    #[arg(long, default_value_t = 6)]
+    pub nodes: usize,
+    /// Replay a weather CSV (timestamp,temp_c,rh_pct) for a node: NODE=PATH. Repeatable.
+    #[arg(long = "weather-csv")]
+    pub weather_csv: Vec<String>,
+    /// Replay a price CSV (timestamp,price_usd_per_mwh[,forecast_usd_per_mwh]) for a node: NODE=PATH. Repeatable.
+    #[arg(long = "prices-csv")]
+    pub prices_csv: Vec<String>,
+    /// Simulated hours per wall-clock second (default: as fast as possible).
+    #[arg(long)]
+    pub speed: Option<f64>,
+    /// Print one JSON object per hour instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub async fn run(db: &Path, args: RunArgs) -> Result<ExitCode> {
+    let faults = Faults::parse(&args.faults).map_err(anyhow::Error::msg)?;
+    if let Some(s) = args.speed {
+        if !(s.is_finite() && s > 0.0) {
+            bail!("--speed {s}: must be a positive number of simulated hours per second");
+        }
+    }
+    let store = open_store(db)?;
+    let seed = match (store.meta("seed")?, args.seed) {
+        (Some(stored), Some(asked)) if stored != asked.to_string() => {
+            bail!("this database was started with --seed {stored}; a run cannot change it")
+        }
+        (Some(stored), _) => stored.parse().context("stored seed")?,
+        (None, asked) => {
+            let seed = asked.unwrap_or(42);
+            store.set_meta("seed", &seed.to_string())?;
+            seed
+        }
+    };
+    ensure_fleet(&store, args.nodes).await?;
+    let mut replays = Vec::new();
+    for spec in &args.weather_csv {
+        let (node, path) = parse_replay(spec)?;
+        replays.push((node, SignalKind::Weather, path));
+    }
+    for spec in &args.prices_csv {
+        let (node, path) = parse_replay(spec)?;
+        replays.push((node, SignalKind::Price, path));
+    }
+    let setup = LocalSetup {
+        seed,
+        faults,
+        horizon: args.horizon,
+        strategy: args.strategy.clone(),
+        replays,
+    };
+    let pipeline =
+        open_pipeline(store.clone(), &setup, Hour::containing(Utc::now()).start()).await?;
+    for _ in 0..args.hours {
+        let step = pipeline.step(&[]).await?;
+        if args.json {
+            println!(
+                "{}",
+                json!({"hour": step.hour.to_string(), "dispatched": step.plan.committed.len(),
+                       "completed": step.plan.completed, "expired": step.plan.expired.len(),
+                       "rejected": step.plan.rejected.len(), "deferred": step.plan.deferred,
+                       "waiting": step.plan.waiting, "conflicts": step.plan.conflicts,
+                       "signals_accepted": step.fetch.sources.values().map(|s| s.accepted).sum::<usize>(),
+                       "signals_rejected": step.fetch.rejected(), "source_failures": step.fetch.failed()})
+            );
+        } else {
+            println!(
+                "{}  dispatched {:>3}  completed {:>3}  expired {:>2}  deferred {:>3}  waiting {:>3}  signals rejected {:>2}  source failures {}",
+                step.hour,
+                step.plan.committed.len(),
+                step.plan.completed,
+                step.plan.expired.len(),
+                step.plan.deferred,
+                step.plan.waiting,
+                step.fetch.rejected(),
+                step.fetch.failed()
+            );
+        }
+        if let Some(speed) = args.speed {
+            tokio::time::sleep(Duration::from_secs_f64(1.0 / speed)).await;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Args)]
+pub struct StatusArgs {
+    /// Print one JSON object instead of tables.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub async fn status(db: &Path, args: StatusArgs) -> Result<ExitCode> {
+    if !db.exists() {
+        bail!(
+            "no database at {} (run `grd demo` or `grd run` first, or pass --db)",
+            db.display()
+        );
+    }
+    let store = open_store(db)?;
+    let now = SimClock::load(&store, Hour::containing(Utc::now()).start())?.now();
+    let view = console::View::load(store.as_ref(), now).await?;
+    let totals = summary(store.as_ref()).await?;
+    if args.json {
+        let jobs: Vec<_> = view
+            .jobs
+            .iter()
+            .map(|r| {
+                let d = r.dispatch.as_ref();
+                json!({
+                    "id": r.job.id, "status": r.status, "priority": r.job.priority.get(),
+                    "compute_hours": r.job.compute_hours, "units": r.job.units,
+                    "deadline": r.job.deadline, "submitted_at": r.submitted_at,
+                    "node": d.map(|d| d.node_id.clone()), "start": d.map(|d| d.start.to_string()),
+                    "end": d.map(|d| d.end().to_string()), "planned_cost_usd": d.map(|d| d.planned_cost_usd),
+                    "reason": r.reason,
+                })
+            })
+            .collect();
+        println!(
+            "{}",
+            json!({"clock": now, "nodes": view.nodes_json(), "summary": totals, "jobs": jobs})
+        );
+    } else {
+        println!("clock {}", Hour::containing(now));
+        print!("{}", view.render_nodes());
+        println!("{}", console::render_summary(&totals));
+        print!("{}", console::render_jobs(&view.jobs, 30));
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,90 @@
+//! `grd`: the operator command line of Geographic Resource Dispatch.
+
+mod console;
+mod demo;
+mod local;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "grd",
+    version,
+    about = "Geographic Resource Dispatch: place compute jobs where and when they cost least"
+)]
+struct Cli {
+    /// The local database (SQLite). Default: grd/grd.db under the user's data directory.
+    #[arg(long, global = true, env = "GRD_DB")]
+    db: Option<PathBuf>,
+    /// Log filter (e.g. info, grd=debug). Logs go to stderr. Default: warn (error for demo,
+    /// whose injected faults are expected).
+    #[arg(long, global = true, env = "GRD_LOG")]
+    log: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the whole pipeline on an accelerated clock with generated signals and jobs, and
+    /// compare its cost with the 2019 rule (baseline-2019) on the same inputs.
+    Demo(demo::DemoArgs),
+    /// Submit job lines (JSON, one per line) from a file or `-` for stdin.
+    Submit(local::SubmitArgs),
+    /// Advance the local pipeline by simulated hours.
+    Run(local::RunArgs),
+    /// Nodes, queue and jobs of the local pipeline.
+    Status(local::StatusArgs),
+}
+
+fn default_db() -> PathBuf {
+    dirs::data_dir()
+        .unwrap_or_else(|| PathBuf::from("."))
+        .join("grd")
+        .join("grd.db")
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let default_log = if matches!(cli.command, Command::Demo(_)) {
+        "error"
+    } else {
+        "warn"
+    };
+    let filter = cli.log.as_deref().unwrap_or(default_log);
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let db = cli.db.unwrap_or_else(default_db);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result: Result<ExitCode> = runtime.block_on(async {
+        match cli.command {
+            Command::Demo(args) => demo::run(&db, args).await,
+            Command::Submit(args) => local::submit(&db, args).await,
+            Command::Run(args) => local::run(&db, args).await,
+            Command::Status(args) => local::status(&db, args).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,5 @@
+//! Adapters: concrete implementations of the ports.
+
+pub mod csv_replay;
+pub mod sqlite;
+pub mod synthetic;

@@ -1,0 +1,8 @@
+//! Use cases: each is generic over the ports it needs, so the embedded runner and the
+//! Lambda handlers run the same code.
+
+pub mod fetch_signals;
+pub mod ingest_jobs;
+pub mod plan_dispatch;
+pub mod price_nodes;
+pub mod summary;

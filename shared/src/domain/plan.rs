@@ -1,0 +1,515 @@
+//! Dispatch planning: which job runs on which node, starting which hour.
+//!
+//! The planner sees a grid of hourly slots per node (price per compute-hour and free
+//! units per slot) and the pending jobs. A strategy returns placements (the ones that
+//! start now are committed; the rest stay tentative and are re-planned) and the jobs it
+//! could not place, each with a reason.
+
+use super::job::{Job, JobId, Priority};
+use super::time::{hours_f, Hour};
+use serde::{Deserialize, Serialize};
+
+/// One node's view for planning: price and free units per slot from `PlanInput::now`.
+/// A slot the node cannot take work in (stale, drained, unknown price) has `free` 0.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SlotNode {
+    pub node_id: String,
+    pub region: String,
+    /// Full capacity, for telling "too large" from "no room".
+    pub capacity_units: u32,
+    pub usd_per_chr: Vec<f64>,
+    pub free: Vec<u32>,
+}
+
+/// A job as the planner needs it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlanJob {
+    pub id: JobId,
+    pub priority: Priority,
+    pub units: u32,
+    pub compute_hours: f64,
+    /// Slots it occupies and the fraction of each it runs.
+    pub fractions: Vec<f64>,
+    /// Latest start as a slot index from `now` (negative: it can no longer finish in time).
+    pub latest_start: i64,
+    pub regions: Vec<String>,
+    /// Submission order, for ties.
+    pub seq: u64,
+}
+
+impl PlanJob {
+    pub fn new(job: &Job, now: Hour, seq: u64) -> PlanJob {
+        let slots = job.slots();
+        let fractions = (0..slots).map(|k| job.slot_fraction(k)).collect();
+        // Start at hour s finishes at s + duration; it must not pass the deadline.
+        let latest = (hours_f(job.deadline) - job.duration_hours() + 1e-9).floor() as i64;
+        PlanJob {
+            id: job.id.clone(),
+            priority: job.priority,
+            units: job.units,
+            compute_hours: job.compute_hours,
+            fractions,
+            latest_start: latest - now.0,
+            regions: job.regions.clone(),
+            seq,
+        }
+    }
+
+    pub fn slots(&self) -> usize {
+        self.fractions.len()
+    }
+
+    fn allows(&self, region: &str) -> bool {
+        self.regions.is_empty() || self.regions.iter().any(|r| r == region)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlanInput {
+    pub now: Hour,
+    /// Slots in which a job may start (the priced horizon); a run may extend past them.
+    pub starts: usize,
+    pub nodes: Vec<SlotNode>,
+    pub jobs: Vec<PlanJob>,
+}
+
+impl PlanInput {
+    pub fn horizon(&self) -> usize {
+        self.nodes.iter().map(|n| n.free.len()).min().unwrap_or(0)
+    }
+
+    /// Cost in USD of running `job` on node `n` from slot `start`.
+    pub fn cost(&self, job: &PlanJob, n: usize, start: usize) -> f64 {
+        let prices = &self.nodes[n].usd_per_chr[start..start + job.slots()];
+        f64::from(job.units)
+            * prices
+                .iter()
+                .zip(&job.fractions)
+                .map(|(p, f)| p * f)
+                .sum::<f64>()
+    }
+}
+
+/// Another place the job could have gone, for explaining a decision.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Alternative {
+    pub node_id: String,
+    pub start: Hour,
+    pub cost_usd: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Placement {
+    pub job_id: JobId,
+    pub node_id: String,
+    pub start: Hour,
+    pub slots: u32,
+    pub units: u32,
+    /// Planned cost at the prices the plan saw.
+    pub cost_usd: f64,
+    /// Best option on another node (or, failing that, another hour).
+    pub runner_up: Option<Alternative>,
+}
+
+/// Why a job has no placement in this plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[serde(rename_all = "snake_case")]
+pub enum Unplaced {
+    #[error("no node in an allowed region")]
+    NoAllowedRegion,
+    #[error("needs more units than any allowed node has")]
+    TooLarge,
+    #[error("can no longer finish before its deadline")]
+    PastDeadline,
+    #[error("no capacity before its deadline within the planning horizon")]
+    NoCapacityBeforeDeadline,
+    #[error("no node has room now")]
+    NoRoomNow,
+}
+
+impl Unplaced {
+    /// True when waiting cannot help: the job should leave the queue.
+    pub fn is_final(&self) -> bool {
+        matches!(
+            self,
+            Unplaced::NoAllowedRegion | Unplaced::TooLarge | Unplaced::PastDeadline
+        )
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Plan {
+    pub placements: Vec<Placement>,
+    pub unplaced: Vec<(JobId, Unplaced)>,
+}
+
+impl Plan {
+    /// Placements that start in the current hour: the ones to commit now.
+    pub fn starting_now(&self, now: Hour) -> impl Iterator<Item = &Placement> {
+        self.placements.iter().filter(move |p| p.start == now)
+    }
+
+    pub fn total_cost(&self) -> f64 {
+        self.placements.iter().map(|p| p.cost_usd).sum()
+    }
+}
+
+/// A dispatch strategy. Later strategies plug in here by name.
+pub trait Strategy: Send + Sync {
+    fn name(&self) -> &'static str;
+    fn plan(&self, input: &PlanInput) -> Plan;
+}
+
+pub const STRATEGY_NAMES: [&str; 2] = ["optimized", "baseline-2019"];
+
+pub fn strategy_by_name(name: &str) -> Option<Box<dyn Strategy>> {
+    match name {
+        "baseline-2019" => Some(Box::new(Baseline2019)),
+        "optimized" => Some(Box::new(Optimized)),
+        _ => None,
+    }
+}
+
+/// Urgent first; among equals the earliest deadline, then first come.
+fn priority_order(jobs: &[PlanJob]) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..jobs.len()).collect();
+    order.sort_by_key(|&i| (jobs[i].priority, jobs[i].latest_start, jobs[i].seq));
+    order
+}
+
+/// The mutable grid a strategy fills in.
+struct Grid {
+    free: Vec<Vec<u32>>,
+}
+
+impl Grid {
+    fn new(input: &PlanInput) -> Grid {
+        let h = input.horizon();
+        Grid {
+            free: input.nodes.iter().map(|n| n.free[..h].to_vec()).collect(),
+        }
+    }
+
+    /// `run[s]`: consecutive slots from `s` with at least `units` free.
+    fn runs(&self, n: usize, units: u32) -> Vec<usize> {
+        let free = &self.free[n];
+        let mut run = vec![0; free.len() + 1];
+        for s in (0..free.len()).rev() {
+            run[s] = if free[s] >= units { run[s + 1] + 1 } else { 0 };
+        }
+        run
+    }
+
+    fn reserve(&mut self, n: usize, start: usize, job: &PlanJob) {
+        for f in &mut self.free[n][start..start + job.slots()] {
+            *f -= job.units;
+        }
+    }
+}
+
+/// Screens a job before searching: reasons that do not depend on the grid's state.
+fn screen(input: &PlanInput, job: &PlanJob) -> Result<Vec<usize>, Unplaced> {
+    let allowed: Vec<usize> = (0..input.nodes.len())
+        .filter(|&n| job.allows(&input.nodes[n].region))
+        .collect();
+    if allowed.is_empty() {
+        return Err(Unplaced::NoAllowedRegion);
+    }
+    let fits: Vec<usize> = allowed
+        .into_iter()
+        .filter(|&n| input.nodes[n].capacity_units >= job.units)
+        .collect();
+    if fits.is_empty() {
+        return Err(Unplaced::TooLarge);
+    }
+    if job.latest_start < 0 {
+        return Err(Unplaced::PastDeadline);
+    }
+    Ok(fits)
+}
+
+/// The 2019 prototype's rule: jobs in priority order, each to the node that is cheapest
+/// right now and has room right now; never deferred to a cheaper hour.
+pub struct Baseline2019;
+
+impl Strategy for Baseline2019 {
+    fn name(&self) -> &'static str {
+        "baseline-2019"
+    }
+
+    fn plan(&self, input: &PlanInput) -> Plan {
+        let mut grid = Grid::new(input);
+        let horizon = input.horizon();
+        let mut plan = Plan::default();
+        for i in priority_order(&input.jobs) {
+            let job = &input.jobs[i];
+            let nodes = match screen(input, job) {
+                Ok(n) => n,
+                Err(why) => {
+                    plan.unplaced.push((job.id.clone(), why));
+                    continue;
+                }
+            };
+            let best = nodes
+                .into_iter()
+                .filter(|&n| {
+                    input.starts > 0
+                        && job.slots() <= horizon
+                        && grid.runs(n, job.units)[0] >= job.slots()
+                })
+                .min_by(|&a, &b| {
+                    input.nodes[a].usd_per_chr[0].total_cmp(&input.nodes[b].usd_per_chr[0])
+                });
+            match best {
+                Some(n) => {
+                    grid.reserve(n, 0, job);
+                    plan.placements.push(placement(input, job, n, 0, None));
+                }
+                None => plan.unplaced.push((job.id.clone(), Unplaced::NoRoomNow)),
+            }
+        }
+        plan
+    }
+}
+
+/// Hours of slack a deferred job keeps before its latest start.
+pub const DEFER_SLACK_HOURS: i64 = 3;
+
+/// Time-aware greedy: jobs in priority order, each to the cheapest (node, start hour)
+/// over the horizon that has room for its whole run and meets its deadline. A job may
+/// wait for a cheaper hour; a less urgent job only ever gets what more urgent ones left.
+pub struct Optimized;
+
+impl Strategy for Optimized {
+    fn name(&self) -> &'static str {
+        "optimized"
+    }
+
+    fn plan(&self, input: &PlanInput) -> Plan {
+        let mut grid = Grid::new(input);
+        let horizon = input.horizon();
+        let mut plan = Plan::default();
+        for i in priority_order(&input.jobs) {
+            let job = &input.jobs[i];
+            let nodes = match screen(input, job) {
+                Ok(n) => n,
+                Err(why) => {
+                    plan.unplaced.push((job.id.clone(), why));
+                    continue;
+                }
+            };
+            let slots = job.slots();
+            let last_start = (job.latest_start as usize)
+                .min(horizon.saturating_sub(slots))
+                .min(input.starts.saturating_sub(1));
+            // (cost, start, node), cheapest first; ties go to the earlier start.
+            let mut best: Option<(f64, usize, usize)> = None;
+            let mut best_per_node: Vec<(f64, usize, usize)> = Vec::new();
+            if slots <= horizon {
+                for &n in &nodes {
+                    let run = grid.runs(n, job.units);
+                    let mut node_best: Option<(f64, usize, usize)> = None;
+                    for (s, &room) in run.iter().enumerate().take(last_start + 1) {
+                        // Waiting is a bet on the forecast: keep a few hours of slack so a
+                        // stale feed or a more urgent arrival at the chosen hour does not
+                        // cost the deadline.
+                        if room < slots
+                            || (s > 0 && s as i64 + DEFER_SLACK_HOURS > job.latest_start)
+                        {
+                            continue;
+                        }
+                        let c = input.cost(job, n, s);
+                        if node_best.is_none_or(|(bc, _, _)| c < bc - 1e-12) {
+                            node_best = Some((c, s, n));
+                        }
+                    }
+                    if let Some(nb) = node_best {
+                        best_per_node.push(nb);
+                        if best.is_none_or(|(bc, bs, _)| {
+                            nb.0 < bc - 1e-12 || (nb.0 <= bc + 1e-12 && nb.1 < bs)
+                        }) {
+                            best = Some(nb);
+                        }
+                    }
+                }
+            }
+            match best {
+                Some((_, s, n)) => {
+                    let runner_up = best_per_node
+                        .iter()
+                        .filter(|(_, _, m)| *m != n)
+                        .min_by(|a, b| a.0.total_cmp(&b.0))
+                        .map(|&(c, s2, m)| Alternative {
+                            node_id: input.nodes[m].node_id.clone(),
+                            start: input.now.plus(s2 as i64),
+                            cost_usd: c,
+                        });
+                    grid.reserve(n, s, job);
+                    plan.placements.push(placement(input, job, n, s, runner_up));
+                }
+                None => plan
+                    .unplaced
+                    .push((job.id.clone(), Unplaced::NoCapacityBeforeDeadline)),
+            }
+        }
+        plan
+    }
+}
+
+fn placement(
+    input: &PlanInput,
+    job: &PlanJob,
+    n: usize,
+    start: usize,
+    runner_up: Option<Alternative>,
+) -> Placement {
+    Placement {
+        job_id: job.id.clone(),
+        node_id: input.nodes[n].node_id.clone(),
+        start: input.now.plus(start as i64),
+        slots: job.slots() as u32,
+        units: job.units,
+        cost_usd: input.cost(job, n, start),
+        runner_up,
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn job(id: &str, prio: u8, units: u32, hours: usize, latest_start: i64, seq: u64) -> PlanJob {
+        PlanJob {
+            id: JobId::try_from(id.to_string()).unwrap(),
+            priority: Priority::try_from(prio).unwrap(),
+            units,
+            compute_hours: (units as usize * hours) as f64,
+            fractions: vec![1.0; hours],
+            latest_start,
+            regions: vec![],
+            seq,
+        }
+    }
+
+    fn node(id: &str, region: &str, cap: u32, prices: &[f64]) -> SlotNode {
+        SlotNode {
+            node_id: id.into(),
+            region: region.into(),
+            capacity_units: cap,
+            usd_per_chr: prices.to_vec(),
+            free: vec![cap; prices.len()],
+        }
+    }
+
+    #[test]
+    fn baseline_takes_the_cheapest_node_now_and_never_waits() {
+        let input = PlanInput {
+            now: Hour(100),
+            starts: 6,
+            nodes: vec![
+                node("a", "r", 4, &[0.05, 0.01, 0.02, 0.05, 0.05, 0.05]),
+                node("b", "r", 4, &[0.04, 0.09, 0.09, 0.09, 0.09, 0.09]),
+            ],
+            jobs: vec![job("j", 1, 2, 1, 5, 0), job("soon", 1, 2, 1, 2, 1)],
+        };
+        let plan = Baseline2019.plan(&input);
+        assert!(plan
+            .placements
+            .iter()
+            .all(|p| p.node_id == "b" && p.start == Hour(100)));
+        let opt = Optimized.plan(&input);
+        let of = |id: &str| {
+            opt.placements
+                .iter()
+                .find(|p| p.job_id.as_str() == id)
+                .unwrap()
+        };
+        assert_eq!(
+            of("j").start,
+            Hour(101),
+            "optimized waits for the cheap hour"
+        );
+        assert_eq!(
+            of("soon").start,
+            Hour(100),
+            "but not when waiting would leave under DEFER_SLACK_HOURS before the latest start"
+        );
+        assert!(opt.total_cost() < plan.total_cost());
+        let ru = of("j").runner_up.as_ref().unwrap();
+        assert_eq!(ru.node_id, "b");
+    }
+
+    #[test]
+    fn optimized_respects_deadline_and_capacity() {
+        let input = PlanInput {
+            now: Hour(0),
+            starts: 4,
+            nodes: vec![node("a", "r", 4, &[0.09, 0.08, 0.01, 0.01])],
+            jobs: vec![job("tight", 0, 4, 2, 1, 0), job("loose", 1, 4, 2, 2, 1)],
+        };
+        let plan = Optimized.plan(&input);
+        let tight = plan
+            .placements
+            .iter()
+            .find(|p| p.job_id.as_str() == "tight")
+            .unwrap();
+        assert!(tight.start.0 <= 1);
+        let loose = plan
+            .placements
+            .iter()
+            .find(|p| p.job_id.as_str() == "loose");
+        // "tight" must take slots 0-1 or 1-2; loose then fits only at 2-3 if tight took 0-1.
+        if let Some(l) = loose {
+            assert!(l.start.0 + 2 <= tight.start.0 || tight.start.0 + 2 <= l.start.0);
+        }
+    }
+
+    #[test]
+    fn reasons_for_jobs_that_cannot_be_placed() {
+        let mut eu = job("eu", 0, 1, 1, 5, 0);
+        eu.regions = vec!["eu".into()];
+        let input = PlanInput {
+            now: Hour(0),
+            starts: 4,
+            nodes: vec![node("a", "us", 4, &[0.1; 4])],
+            jobs: vec![
+                eu,
+                job("big", 0, 8, 1, 3, 1),
+                job("late", 0, 1, 1, -1, 2),
+                job("long", 0, 1, 9, 20, 3),
+            ],
+        };
+        for plan in [Optimized.plan(&input), Baseline2019.plan(&input)] {
+            let why = |id: &str| {
+                plan.unplaced
+                    .iter()
+                    .find(|(j, _)| j.as_str() == id)
+                    .map(|(_, w)| w.clone())
+            };
+            assert_eq!(why("eu"), Some(Unplaced::NoAllowedRegion));
+            assert_eq!(why("big"), Some(Unplaced::TooLarge));
+            assert_eq!(why("late"), Some(Unplaced::PastDeadline));
+            assert!(why("long").is_some());
+        }
+    }
+
+    #[test]
+    fn plan_job_latest_start_meets_the_deadline() {
+        use chrono::TimeZone;
+        let deadline = chrono::Utc.with_ymd_and_hms(2026, 1, 1, 10, 30, 0).unwrap();
+        let j = Job {
+            id: JobId::try_from("x".to_string()).unwrap(),
+            priority: Priority::MOST_URGENT,
+            compute_hours: 5.0,
+            units: 2,
+            deadline,
+            regions: vec![],
+        };
+        let now = Hour::containing(deadline).plus(-5);
+        let pj = PlanJob::new(&j, now, 0);
+        // 2.5 h from a whole hour: latest start 08:00 (ends 10:30).
+        assert_eq!(now.plus(pj.latest_start).to_string(), "2026-01-01T08:00Z");
+        assert_eq!(pj.fractions, vec![1.0, 1.0, 0.5]);
+    }
+}

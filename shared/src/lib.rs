@@ -1,0 +1,10 @@
+//! Geographic Resource Dispatch: the library every entry point uses.
+//!
+//! `domain` is pure; `ports` are the traits use cases need; `app` holds the use cases;
+//! `adapters` implement the ports (embedded SQLite, signal sources).
+
+pub mod adapters;
+pub mod app;
+pub mod domain;
+pub mod local;
+pub mod ports;

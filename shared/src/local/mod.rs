@@ -1,0 +1,248 @@
+//! The embedded local mode: the same use cases in one process on SQLite, on a clock that
+//! can run faster than real time.
+
+pub mod workload;
+
+use crate::adapters::csv_replay::ReplaySource;
+use crate::adapters::sqlite::SqliteStore;
+use crate::adapters::synthetic::{Faults, Stream, SyntheticSource};
+use crate::app::fetch_signals::{fetch_signals, FetchLimits, FetchReport};
+use crate::app::ingest_jobs::{ingest_lines, IngestReport};
+use crate::app::plan_dispatch::{plan_dispatch, PlanReport};
+use crate::app::price_nodes::price_nodes;
+use crate::domain::node::{default_fleet, Node};
+use crate::domain::plan::{strategy_by_name, Strategy, STRATEGY_NAMES};
+use crate::domain::price::NodePrice;
+use crate::domain::signal::SignalKind;
+use crate::domain::time::Hour;
+use crate::ports::{Clock, NodeStore, SignalSource, StoreError};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+const CLOCK_KEY: &str = "clock";
+
+/// Simulated time, kept in the database so a restarted run carries on where it stopped.
+pub struct SimClock {
+    now: Mutex<DateTime<Utc>>,
+}
+
+impl SimClock {
+    /// The stored time, or `start` for a new database (stored at once).
+    pub fn load(store: &SqliteStore, start: DateTime<Utc>) -> Result<SimClock, StoreError> {
+        let now = match store.meta(CLOCK_KEY)? {
+            Some(s) => DateTime::parse_from_rfc3339(&s)
+                .map_err(|e| StoreError::Corrupt(format!("clock {s:?}: {e}")))?
+                .with_timezone(&Utc),
+            None => {
+                store.set_meta(CLOCK_KEY, &start.to_rfc3339())?;
+                start
+            }
+        };
+        Ok(SimClock {
+            now: Mutex::new(now),
+        })
+    }
+
+    /// Moves to the next hour and stores it.
+    pub fn advance(&self, store: &SqliteStore) -> Result<DateTime<Utc>, StoreError> {
+        let next = Hour::containing(self.now()).plus(1).start();
+        store.set_meta(CLOCK_KEY, &next.to_rfc3339())?;
+        if let Ok(mut now) = self.now.lock() {
+            *now = next;
+        }
+        Ok(next)
+    }
+}
+
+impl Clock for SimClock {
+    fn now(&self) -> DateTime<Utc> {
+        self.now.lock().map(|t| *t).unwrap_or_default()
+    }
+}
+
+/// The real clock, for a pipeline that runs in real time.
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+}
+
+/// What one simulated hour did.
+#[derive(Debug, Clone, Serialize)]
+pub struct StepReport {
+    pub hour: Hour,
+    pub fetch: FetchReport,
+    pub prices: Vec<NodePrice>,
+    pub ingest: IngestReport,
+    pub plan: PlanReport,
+}
+
+/// The whole pipeline over one database: fetch -> price -> ingest -> plan and dispatch.
+pub struct Pipeline {
+    pub store: Arc<SqliteStore>,
+    pub sources: Vec<Arc<dyn SignalSource>>,
+    pub strategy: Box<dyn Strategy>,
+    pub horizon: u32,
+    pub limits: FetchLimits,
+    pub clock: SimClock,
+}
+
+impl Pipeline {
+    /// The hour the next step will run.
+    pub fn clock_hour(&self) -> Hour {
+        Hour::containing(self.clock.now())
+    }
+
+    pub async fn nodes(&self) -> Result<Vec<Node>, StoreError> {
+        Ok(self
+            .store
+            .nodes()
+            .await?
+            .into_iter()
+            .map(|s| s.node)
+            .collect())
+    }
+
+    /// Runs the current hour, taking `arrivals` (job lines) into the backlog first, then
+    /// moves the clock on. Every part is idempotent, so a step cut short by a crash is
+    /// simply run again on restart.
+    pub async fn step(&self, arrivals: &[&str]) -> Result<StepReport, StoreError> {
+        let now = self.clock.now();
+        let store = self.store.as_ref();
+        let nodes = self.nodes().await?;
+        let fetch = fetch_signals(store, &self.sources, &nodes, now, self.limits).await?;
+        let prices = price_nodes(store, &nodes, now, self.horizon).await?;
+        let ingest = ingest_lines(store, arrivals.iter().copied(), now).await?;
+        let plan = plan_dispatch(store, self.strategy.as_ref(), now, self.horizon).await?;
+        self.clock.advance(&self.store)?;
+        Ok(StepReport {
+            hour: Hour::containing(now),
+            fetch,
+            prices,
+            ingest,
+            plan,
+        })
+    }
+}
+
+/// How a local pipeline is put together.
+#[derive(Debug, Clone)]
+pub struct LocalSetup {
+    pub seed: u64,
+    pub faults: Faults,
+    pub horizon: u32,
+    pub strategy: String,
+    /// CSV files replayed instead of generated data: (node id, kind, path).
+    pub replays: Vec<(String, SignalKind, PathBuf)>,
+}
+
+impl Default for LocalSetup {
+    fn default() -> Self {
+        LocalSetup {
+            seed: 42,
+            faults: Faults::NONE,
+            horizon: 48,
+            strategy: "optimized".into(),
+            replays: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("unknown strategy `{0}` (known: {known})", known = STRATEGY_NAMES.join(", "))]
+    UnknownStrategy(String),
+    #[error("replay file {path}: {problem}")]
+    Replay { path: String, problem: String },
+    #[error("replay for unknown node `{0}`")]
+    UnknownNode(String),
+    #[error("horizon {0} h: must be 1..=336")]
+    Horizon(u32),
+}
+
+/// Puts the default fleet in an empty database; a database with nodes keeps its own.
+pub async fn ensure_fleet(store: &SqliteStore, n: usize) -> Result<Vec<Node>, StoreError> {
+    let existing = store.nodes().await?;
+    if !existing.is_empty() {
+        return Ok(existing.into_iter().map(|s| s.node).collect());
+    }
+    let fleet = default_fleet(n);
+    for node in &fleet {
+        store.put_node(node).await?;
+    }
+    Ok(fleet)
+}
+
+/// Builds the pipeline: generated weather and prices for every node (with the faults
+/// asked for), CSV replays where given, the named strategy, and the clock stored in the
+/// database (starting at `start` for a new one).
+pub async fn open_pipeline(
+    store: Arc<SqliteStore>,
+    setup: &LocalSetup,
+    start: DateTime<Utc>,
+) -> Result<Pipeline, SetupError> {
+    if !(1..=336).contains(&setup.horizon) {
+        return Err(SetupError::Horizon(setup.horizon));
+    }
+    let strategy = strategy_by_name(&setup.strategy)
+        .ok_or_else(|| SetupError::UnknownStrategy(setup.strategy.clone()))?;
+    let clock = SimClock::load(&store, start)?;
+    let origin = match store.meta("start")? {
+        Some(s) => DateTime::parse_from_rfc3339(&s)
+            .map_err(|e| StoreError::Corrupt(format!("start {s:?}: {e}")))?
+            .with_timezone(&Utc),
+        None => {
+            store.set_meta("start", &clock.now().to_rfc3339())?;
+            clock.now()
+        }
+    };
+    let nodes: Vec<String> = store
+        .nodes()
+        .await?
+        .into_iter()
+        .map(|s| s.node.id)
+        .collect();
+    let mut sources: Vec<Arc<dyn SignalSource>> = Vec::new();
+    let mut replayed: [Vec<String>; 2] = [Vec::new(), Vec::new()];
+    for (node, kind, path) in &setup.replays {
+        if !nodes.contains(node) {
+            return Err(SetupError::UnknownNode(node.clone()));
+        }
+        let text = std::fs::read_to_string(path).map_err(|e| SetupError::Replay {
+            path: path.display().to_string(),
+            problem: e.to_string(),
+        })?;
+        let src =
+            ReplaySource::new(node, *kind, &text, origin, setup.horizon).map_err(|problem| {
+                SetupError::Replay {
+                    path: path.display().to_string(),
+                    problem,
+                }
+            })?;
+        replayed[usize::from(*kind == SignalKind::Price)].push(node.clone());
+        sources.push(Arc::new(src));
+    }
+    let [weather_replayed, price_replayed] = replayed;
+    sources.push(Arc::new(
+        SyntheticSource::new(Stream::Weather, setup.seed, setup.horizon, setup.faults)
+            .except(weather_replayed),
+    ));
+    sources.push(Arc::new(
+        SyntheticSource::new(Stream::Price, setup.seed, setup.horizon, setup.faults)
+            .except(price_replayed),
+    ));
+    Ok(Pipeline {
+        store,
+        sources,
+        strategy,
+        horizon: setup.horizon,
+        limits: FetchLimits::default(),
+        clock,
+    })
+}
