@@ -616,3 +616,207 @@ impl DispatchLog for SqliteStore {
         })
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::domain::node::default_fleet;
+    use crate::domain::price::{price_hour, Basis, HourInputs};
+    use crate::domain::signal::Rejection;
+
+    fn job(id: &str, units: u32) -> Job {
+        Job::parse_line(&format!(
+            r#"{{"id":"{id}","priority":1,"compute_hours":{},"units":{units},"deadline":"2030-01-01T00:00:00Z"}}"#,
+            2 * units
+        ))
+        .unwrap()
+    }
+
+    fn dispatch(id: &str, node: &str, start: Hour, units: u32) -> Dispatch {
+        Dispatch {
+            job_id: JobId::try_from(id.to_string()).unwrap(),
+            node_id: node.into(),
+            start,
+            slots: 2,
+            units,
+            planned_cost_usd: 1.0,
+            strategy: "optimized".into(),
+            decided_at: start.start(),
+            runner_up: None,
+        }
+    }
+
+    /// One node of `capacity` units, priced for hours [h, h+4).
+    async fn store_with_node(path: Option<&Path>, capacity: u32, h: Hour) -> SqliteStore {
+        let store = match path {
+            Some(p) => SqliteStore::open(p).unwrap(),
+            None => SqliteStore::in_memory().unwrap(),
+        };
+        let mut node = default_fleet(1).remove(0);
+        node.capacity_units = capacity;
+        store.put_node(&node).await.unwrap();
+        let prices: Vec<NodePrice> = (0..4)
+            .map(|k| {
+                price_hour(
+                    &node,
+                    h.plus(k),
+                    HourInputs {
+                        temp_c: 10.0,
+                        rh_pct: Some(50.0),
+                        usd_per_mwh: 40.0,
+                        weather_ts: h.start(),
+                        price_ts: h.start(),
+                        basis: Basis::Forecast,
+                        stale: false,
+                    },
+                )
+            })
+            .collect();
+        store.put_prices(&node.id, h, h.plus(4), &prices).await.unwrap();
+        store
+    }
+
+    #[tokio::test]
+    async fn adding_a_known_id_is_a_duplicate_with_no_effect() {
+        let store = SqliteStore::in_memory().unwrap();
+        let at = Hour(500_000).start();
+        assert_eq!(store.add(&job("a", 1), at).await.unwrap(), Added::Accepted);
+        assert_eq!(store.add(&job("a", 7), at).await.unwrap(), Added::Duplicate);
+        let jobs = store.all_jobs().await.unwrap();
+        assert_eq!(jobs.len(), 1);
+        assert_eq!(jobs[0].job.units, 1, "the first version stays");
+        assert_eq!(jobs[0].status, JobStatus::Pending);
+    }
+
+    #[tokio::test]
+    async fn newest_observation_wins_and_others_are_refused_with_reasons() {
+        let store = SqliteStore::in_memory().unwrap();
+        let t = Hour(500_000).start();
+        let obs = |h: i64, v: f64| Observation::new("n1", "s", t + chrono::Duration::hours(h), Reading::Price { usd_per_mwh: v });
+        assert_eq!(store.put_observation(&obs(1, 10.0)).await.unwrap(), Stored::Accepted);
+        assert_eq!(store.put_observation(&obs(1, 99.0)).await.unwrap(), Stored::Refused(Rejection::Duplicate));
+        assert_eq!(store.put_observation(&obs(0, 99.0)).await.unwrap(), Stored::Refused(Rejection::OutOfOrder));
+        assert_eq!(store.put_observation(&obs(2, 20.0)).await.unwrap(), Stored::Accepted);
+        let s = store.node_signals("n1", Hour(0), Hour(1)).await.unwrap();
+        assert_eq!(s.price.unwrap().reading, Reading::Price { usd_per_mwh: 20.0 });
+        let history = store.signal_history("n1", SignalKind::Price).unwrap();
+        assert_eq!(history.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_forecast_point_is_replaced_only_by_a_newer_issue() {
+        let store = SqliteStore::in_memory().unwrap();
+        let h = Hour(500_000);
+        let fc = |issued: i64, v: f64| Forecast {
+            node_id: "n1".into(),
+            kind: SignalKind::Price,
+            issued_at: h.plus(issued).start(),
+            points: vec![(h.plus(5), Reading::Price { usd_per_mwh: v })],
+            source: "s".into(),
+        };
+        assert_eq!(store.put_forecast(&fc(1, 10.0)).await.unwrap(), 1);
+        assert_eq!(store.put_forecast(&fc(0, 99.0)).await.unwrap(), 0);
+        assert_eq!(store.put_forecast(&fc(2, 30.0)).await.unwrap(), 1);
+        let s = store.node_signals("n1", h, h.plus(10)).await.unwrap();
+        assert_eq!(s.price_forecast[&h.plus(5)].0, 30.0);
+    }
+
+    #[tokio::test]
+    async fn commit_is_all_or_nothing_and_idempotent() {
+        let h = Hour(500_000);
+        let store = store_with_node(None, 10, h).await;
+        let node = store.nodes().await.unwrap()[0].node.id.clone();
+        for id in ["a", "b", "c"] {
+            store.add(&job(id, 4), h.start()).await.unwrap();
+        }
+        assert_eq!(store.commit(&dispatch("a", &node, h, 4)).await.unwrap(), Committed::Committed);
+        assert_eq!(
+            store.commit(&dispatch("a", &node, h, 4)).await.unwrap(),
+            Committed::NotPending(JobStatus::Dispatched),
+            "a retried commit changes nothing"
+        );
+        assert_eq!(store.commit(&dispatch("b", &node, h.plus(1), 4)).await.unwrap(), Committed::Committed);
+        // Hour h+1 now holds 8 of 10: c (4 units over h+1, h+2) must not fit, and must
+        // leave no trace at h+2 either.
+        assert_eq!(
+            store.commit(&dispatch("c", &node, h.plus(1), 4)).await.unwrap(),
+            Committed::NoCapacity { hour: h.plus(1) }
+        );
+        let rows = store.reservation_rows().unwrap();
+        let units: Vec<(i64, u32)> = rows.iter().map(|(_, hr, u, _)| (hr.0 - h.0, *u)).collect();
+        assert_eq!(units, vec![(0, 4), (1, 8), (2, 4)]);
+        let c = store.all_jobs().await.unwrap().into_iter().find(|r| r.job.id.as_str() == "c").unwrap();
+        assert_eq!(c.status, JobStatus::Pending);
+        assert!(c.dispatch.is_none());
+        assert_eq!(store.commit(&dispatch("zz", &node, h, 1)).await.unwrap(), Committed::UnknownJob);
+    }
+
+    #[tokio::test]
+    async fn drained_nodes_take_no_dispatch() {
+        let h = Hour(500_000);
+        let store = store_with_node(None, 10, h).await;
+        let node = store.nodes().await.unwrap()[0].node.id.clone();
+        store.add(&job("a", 1), h.start()).await.unwrap();
+        assert!(store.set_drained(&node, true).unwrap());
+        assert_eq!(store.commit(&dispatch("a", &node, h, 1)).await.unwrap(), Committed::NoCapacity { hour: h });
+        store.set_drained(&node, false).unwrap();
+        assert_eq!(store.commit(&dispatch("a", &node, h, 1)).await.unwrap(), Committed::Committed);
+    }
+
+    #[tokio::test]
+    async fn finished_runs_complete() {
+        let h = Hour(500_000);
+        let store = store_with_node(None, 10, h).await;
+        let node = store.nodes().await.unwrap()[0].node.id.clone();
+        store.add(&job("a", 1), h.start()).await.unwrap();
+        store.commit(&dispatch("a", &node, h, 1)).await.unwrap();
+        assert_eq!(store.complete_due(h.plus(1), h.plus(1).start()).await.unwrap(), 0);
+        assert_eq!(store.complete_due(h.plus(2), h.plus(2).start()).await.unwrap(), 1);
+        assert_eq!(store.jobs_with_status(JobStatus::Completed).await.unwrap().len(), 1);
+    }
+
+    /// Many planners on their own connections race for one node-hour: the database, not
+    /// the planners, decides, and it never hands out more than the capacity.
+    #[test]
+    fn concurrent_planners_never_overbook() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("race.db");
+        let h = Hour(500_000);
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let node = rt.block_on(async {
+            let store = store_with_node(Some(&path), 10, h).await;
+            for i in 0..32 {
+                store.add(&job(&format!("j{i}"), 3), h.start()).await.unwrap();
+            }
+            store.nodes().await.unwrap()[0].node.id.clone()
+        });
+        let threads: Vec<_> = (0..8)
+            .map(|t| {
+                let path = path.clone();
+                let node = node.clone();
+                std::thread::spawn(move || {
+                    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+                    let store = SqliteStore::open(&path).unwrap();
+                    let mut won = 0;
+                    // Every thread tries every job, in its own order.
+                    for k in 0..32 {
+                        let i = (k * 5 + t * 3) % 32;
+                        let d = dispatch(&format!("j{i}"), &node, h, 3);
+                        if rt.block_on(store.commit(&d)).unwrap() == Committed::Committed {
+                            won += 1;
+                        }
+                    }
+                    won
+                })
+            })
+            .collect();
+        let won: usize = threads.into_iter().map(|t| t.join().unwrap()).sum();
+        assert_eq!(won, 3, "10 units fit three 3-unit jobs, once each");
+        let store = SqliteStore::open(&path).unwrap();
+        for (_, _, units, capacity) in store.reservation_rows().unwrap() {
+            assert!(units <= capacity);
+            assert_eq!(units, 9);
+        }
+    }
+}

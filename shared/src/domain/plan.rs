@@ -513,3 +513,125 @@ mod tests {
         assert_eq!(pj.fractions, vec![1.0, 1.0, 0.5]);
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+    use proptest::strategy::Strategy as Gen;
+
+    fn arb_input() -> impl Gen<Value = PlanInput> {
+        let nodes = prop::collection::vec(
+            (0..2usize, 1..9u32, prop::collection::vec((1..100u32, 0..5u32), 8)),
+            1..5,
+        );
+        let jobs = prop::collection::vec(
+            (0..10u8, 1..9u32, 1..5usize, 1..5u8, -1..10i64, prop::option::of(0..2usize)),
+            0..16,
+        );
+        (nodes, jobs, 1..8usize).prop_map(|(nodes, jobs, starts)| PlanInput {
+            now: Hour(1000),
+            starts,
+            nodes: nodes
+                .into_iter()
+                .enumerate()
+                .map(|(i, (region, cap, slots))| SlotNode {
+                    node_id: format!("n{i}"),
+                    region: format!("r{region}"),
+                    capacity_units: cap,
+                    usd_per_chr: slots.iter().map(|(p, _)| f64::from(*p) / 100.0).collect(),
+                    free: slots.iter().map(|(_, taken)| cap.saturating_sub(*taken)).collect(),
+                })
+                .collect(),
+            jobs: jobs
+                .into_iter()
+                .enumerate()
+                .map(|(i, (prio, units, slots, last_quarters, latest, region))| {
+                    let mut fractions = vec![1.0; slots];
+                    fractions[slots - 1] = f64::from(last_quarters.min(4)) / 4.0;
+                    PlanJob {
+                        id: JobId::try_from(format!("j{i}")).unwrap(),
+                        priority: Priority::try_from(prio).unwrap(),
+                        units,
+                        compute_hours: f64::from(units) * fractions.iter().sum::<f64>(),
+                        fractions,
+                        latest_start: latest,
+                        regions: region.map(|r| vec![format!("r{r}")]).unwrap_or_default(),
+                        seq: i as u64,
+                    }
+                })
+                .collect(),
+        })
+    }
+
+    fn check_feasible(input: &PlanInput, plan: &Plan) -> Result<(), TestCaseError> {
+        let mut used: Vec<Vec<u32>> = input.nodes.iter().map(|n| vec![0; n.free.len()]).collect();
+        for p in &plan.placements {
+            let job = input.jobs.iter().find(|j| j.id == p.job_id).unwrap();
+            let n = input.nodes.iter().position(|n| n.node_id == p.node_id).unwrap();
+            let s = input.now.until(p.start);
+            prop_assert!(s >= 0 && (s as usize) < input.starts, "starts inside the window");
+            prop_assert!(s <= job.latest_start, "meets the deadline");
+            prop_assert!(job.allows(&input.nodes[n].region), "allowed region");
+            prop_assert_eq!(p.units, job.units);
+            for k in 0..job.slots() {
+                used[n][s as usize + k] += job.units;
+            }
+        }
+        for (n, node) in input.nodes.iter().enumerate() {
+            for (slot, &u) in used[n].iter().enumerate() {
+                prop_assert!(u <= node.free[slot], "node {} slot {slot}: {u} > {}", node.node_id, node.free[slot]);
+            }
+        }
+        let mut seen: Vec<&JobId> = plan
+            .placements
+            .iter()
+            .map(|p| &p.job_id)
+            .chain(plan.unplaced.iter().map(|(j, _)| j))
+            .collect();
+        seen.sort();
+        let mut all: Vec<&JobId> = input.jobs.iter().map(|j| &j.id).collect();
+        all.sort();
+        prop_assert_eq!(seen, all, "every job placed or unplaced exactly once");
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(400))]
+
+        #[test]
+        fn no_plan_exceeds_capacity_deadline_or_region(input in arb_input()) {
+            for strategy in STRATEGY_NAMES {
+                let plan = strategy_by_name(strategy).unwrap().plan(&input);
+                check_feasible(&input, &plan)?;
+            }
+            let base = Baseline2019.plan(&input);
+            prop_assert!(base.placements.iter().all(|p| p.start == input.now), "baseline never defers");
+        }
+
+        /// A less urgent job never takes a more urgent one's place: what jobs of priority
+        /// <= p get is the same whether or not less urgent jobs are in the queue.
+        #[test]
+        fn priorities_are_respected(input in arb_input(), cut in 0..10u8) {
+            for strategy in STRATEGY_NAMES {
+                let s = strategy_by_name(strategy).unwrap();
+                let full = s.plan(&input);
+                let mut urgent_only = input.clone();
+                urgent_only.jobs.retain(|j| j.priority.get() <= cut);
+                let alone = s.plan(&urgent_only);
+                let keep = |p: &Plan| {
+                    let mut v: Vec<(String, String, i64)> = p
+                        .placements
+                        .iter()
+                        .filter(|pl| urgent_only.jobs.iter().any(|j| j.id == pl.job_id))
+                        .map(|pl| (pl.job_id.to_string(), pl.node_id.clone(), pl.start.0))
+                        .collect();
+                    v.sort();
+                    v
+                };
+                prop_assert_eq!(keep(&full), keep(&alone), "strategy {}", strategy);
+            }
+        }
+    }
+}
