@@ -8,7 +8,9 @@ use std::collections::HashMap;
 
 /// A fixed start, so every run of a test sees the same weather and prices.
 pub fn start() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 7, 1, 0, 0, 0).single().unwrap_or_default()
+    Utc.with_ymd_and_hms(2026, 7, 1, 0, 0, 0)
+        .single()
+        .unwrap_or_default()
 }
 
 /// Checks what must hold in any store at any time; returns the jobs by status.
@@ -31,21 +33,39 @@ pub async fn check_invariants(store: &SqliteStore) -> HashMap<JobStatus, usize> 
     for r in &jobs {
         *by_status.entry(r.status).or_insert(0) += 1;
         let should_have = matches!(r.status, JobStatus::Dispatched | JobStatus::Completed);
-        assert_eq!(r.dispatch.is_some(), should_have, "job {} is {} with dispatch {:?}", r.job.id, r.status, r.dispatch);
+        assert_eq!(
+            r.dispatch.is_some(),
+            should_have,
+            "job {} is {} with dispatch {:?}",
+            r.job.id,
+            r.status,
+            r.dispatch
+        );
         if let Some(d) = &r.dispatch {
             for (hour, units) in d.reservations() {
                 *expected.entry((d.node_id.clone(), hour.0)).or_insert(0) += units;
             }
         }
         if matches!(r.status, JobStatus::Rejected | JobStatus::Expired) {
-            assert!(r.reason.is_some(), "job {} is {} without a reason", r.job.id, r.status);
+            assert!(
+                r.reason.is_some(),
+                "job {} is {} without a reason",
+                r.job.id,
+                r.status
+            );
         }
     }
     let rows = store.reservation_rows().expect("reservations");
     let mut actual: HashMap<(String, i64), u32> = HashMap::new();
     for (node, hour, units, capacity) in rows {
-        assert!(units <= capacity, "{node} {hour}: {units} reserved over capacity {capacity}");
-        assert!(units <= nodes[&node], "{node} {hour}: {units} reserved over nameplate");
+        assert!(
+            units <= capacity,
+            "{node} {hour}: {units} reserved over capacity {capacity}"
+        );
+        assert!(
+            units <= nodes[&node],
+            "{node} {hour}: {units} reserved over nameplate"
+        );
         if units > 0 {
             actual.insert((node, hour.0), units);
         }

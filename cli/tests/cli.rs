@@ -28,13 +28,23 @@ fn grd_stdin(db: &Path, args: &[&str], input: &str) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn grd");
-    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
     child.wait_with_output().unwrap()
 }
 
 fn last_json(out: &Output) -> Value {
     let text = String::from_utf8_lossy(&out.stdout);
-    let line = text.lines().last().unwrap_or_else(|| panic!("no output; stderr: {}", String::from_utf8_lossy(&out.stderr)));
+    let line = text.lines().last().unwrap_or_else(|| {
+        panic!(
+            "no output; stderr: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
     serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"))
 }
 
@@ -61,7 +71,9 @@ fn submit_reports_each_line_and_status_lists_jobs() {
     let input = format!(
         "{}\n\n{}\n{}\nnot json\n{}\n",
         format!(r#"{{"id":"a","priority":0,"compute_hours":4,"deadline":"{soon}"}}"#),
-        format!(r#"{{"id":"b","priority":3,"compute_hours":2,"units":2,"deadline":"{soon}","regions":["eu-west"]}}"#),
+        format!(
+            r#"{{"id":"b","priority":3,"compute_hours":2,"units":2,"deadline":"{soon}","regions":["eu-west"]}}"#
+        ),
         r#"{"id":"a","priority":5,"compute_hours":9,"deadline":"2099-01-01T00:00:00Z"}"#,
         r#"{"id":"c","priority":12,"compute_hours":4,"deadline":"2099-01-01T00:00:00Z"}"#,
     );
@@ -82,10 +94,17 @@ fn submit_reports_each_line_and_status_lists_jobs() {
     assert!(jobs.iter().all(|j| j["status"] == "pending"));
 
     let out = grd(&db, &["run", "--hours", "3"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let status = last_json(&grd(&db, &["status", "--json"]));
     for j in status["jobs"].as_array().unwrap() {
-        assert!(["dispatched", "completed"].contains(&j["status"].as_str().unwrap()), "{j}");
+        assert!(
+            ["dispatched", "completed"].contains(&j["status"].as_str().unwrap()),
+            "{j}"
+        );
         assert!(j["node"].is_string());
     }
     assert_eq!(status["nodes"].as_array().unwrap().len(), 6);
@@ -112,14 +131,39 @@ fn bad_arguments_get_clear_errors() {
 fn demo_dispatches_for_less_than_the_2019_rule() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("demo.db");
-    let args = ["demo", "--json", "--jobs", "150", "--hours", "24", "--seed", "5", "--start", "2026-03-02T00:00:00Z"];
+    let args = [
+        "demo",
+        "--json",
+        "--jobs",
+        "150",
+        "--hours",
+        "24",
+        "--seed",
+        "5",
+        "--start",
+        "2026-03-02T00:00:00Z",
+    ];
     let out = grd(&db, &args);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let r = last_json(&out);
-    for key in ["total_cost_usd", "baseline_cost_usd", "jobs_dispatched", "jobs_pending", "deadline_misses", "nodes"] {
+    for key in [
+        "total_cost_usd",
+        "baseline_cost_usd",
+        "jobs_dispatched",
+        "jobs_pending",
+        "deadline_misses",
+        "nodes",
+    ] {
         assert!(!r[key].is_null(), "missing {key}: {r}");
     }
-    assert!(r["total_cost_usd"].as_f64().unwrap() < r["baseline_cost_usd"].as_f64().unwrap(), "{r}");
+    assert!(
+        r["total_cost_usd"].as_f64().unwrap() < r["baseline_cost_usd"].as_f64().unwrap(),
+        "{r}"
+    );
     assert!(r["jobs_dispatched"].as_u64().unwrap() >= 145);
     assert_eq!(r["nodes"].as_array().unwrap().len(), 6);
     // The same seed and start repeat exactly.
@@ -130,7 +174,11 @@ fn demo_dispatches_for_less_than_the_2019_rule() {
     assert_eq!(status["jobs"].as_array().unwrap().len(), 150);
     // A database the demo did not create is never replaced.
     let other = dir.path().join("mine.db");
-    grd_stdin(&other, &["submit", "-"], r#"{"id":"x","priority":0,"compute_hours":1,"deadline":"2099-01-01T00:00:00Z"}"#);
+    grd_stdin(
+        &other,
+        &["submit", "-"],
+        r#"{"id":"x","priority":0,"compute_hours":1,"deadline":"2099-01-01T00:00:00Z"}"#,
+    );
     let out = grd(&other, &["demo", "--json"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("did not create"));
@@ -144,10 +192,16 @@ fn a_killed_run_resumes_without_losing_or_doubling_anything() {
     let db = dir.path().join("grd.db");
     let out = grd(&db, &["run", "--hours", "1", "--seed", "9"]);
     assert!(out.status.success());
-    let out = grd_stdin(&db, &["submit", "-", "--json"], &job_lines("k", 300, "2099-01-01T00:00:00Z"));
+    let out = grd_stdin(
+        &db,
+        &["submit", "-", "--json"],
+        &job_lines("k", 300, "2099-01-01T00:00:00Z"),
+    );
     assert_eq!(last_json(&out)["accepted"], 300);
 
-    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
     for (round, wait_ms) in [150u64, 400, 90, 700].into_iter().enumerate() {
         let mut child = Command::new(env!("CARGO_BIN_EXE_grd"))
             .arg("--db")
@@ -162,14 +216,26 @@ fn a_killed_run_resumes_without_losing_or_doubling_anything() {
         child.wait().unwrap();
         let store = SqliteStore::open(&db).unwrap();
         let by_status = rt.block_on(check_invariants(&store));
-        assert_eq!(by_status.values().sum::<usize>(), 300, "round {round}: {by_status:?}");
+        assert_eq!(
+            by_status.values().sum::<usize>(),
+            300,
+            "round {round}: {by_status:?}"
+        );
         // Resubmitting after a crash is safe: every line is a known id.
-        let again = grd_stdin(&db, &["submit", "-", "--json"], &job_lines("k", 300, "2099-01-01T00:00:00Z"));
+        let again = grd_stdin(
+            &db,
+            &["submit", "-", "--json"],
+            &job_lines("k", 300, "2099-01-01T00:00:00Z"),
+        );
         assert_eq!(last_json(&again)["duplicates"], 300);
     }
     let out = grd(&db, &["run", "--hours", "200"]);
     assert!(out.status.success());
     let store = SqliteStore::open(&db).unwrap();
     let by_status = rt.block_on(check_invariants(&store));
-    assert_eq!(by_status.get(&JobStatus::Completed).copied().unwrap_or(0), 300, "{by_status:?}");
+    assert_eq!(
+        by_status.get(&JobStatus::Completed).copied().unwrap_or(0),
+        300,
+        "{by_status:?}"
+    );
 }

@@ -22,7 +22,12 @@ async fn pipeline(strategy: &str, faults: Faults, nodes: usize) -> Pipeline {
     for node in default_fleet(nodes) {
         store.put_node(&node).await.unwrap();
     }
-    let setup = LocalSetup { seed: 11, faults, strategy: strategy.into(), ..LocalSetup::default() };
+    let setup = LocalSetup {
+        seed: 11,
+        faults,
+        strategy: strategy.into(),
+        ..LocalSetup::default()
+    };
     open_pipeline(store, &setup, start()).await.unwrap()
 }
 
@@ -31,10 +36,23 @@ async fn run_all(p: &Pipeline, arrivals: &[(Hour, String)], max_hours: i64) -> i
     let first = Hour::containing(start());
     for h in 0..max_hours {
         let hour = first.plus(h);
-        let lines: Vec<&str> = arrivals.iter().filter(|(a, _)| *a == hour).map(|(_, l)| l.as_str()).collect();
+        let lines: Vec<&str> = arrivals
+            .iter()
+            .filter(|(a, _)| *a == hour)
+            .map(|(_, l)| l.as_str())
+            .collect();
         p.step(&lines).await.unwrap();
-        let open = p.store.jobs_with_status(JobStatus::Pending).await.unwrap().len()
-            + p.store.jobs_with_status(JobStatus::Dispatched).await.unwrap().len();
+        let open = p
+            .store
+            .jobs_with_status(JobStatus::Pending)
+            .await
+            .unwrap()
+            .len()
+            + p.store
+                .jobs_with_status(JobStatus::Dispatched)
+                .await
+                .unwrap()
+                .len();
         if hour >= arrivals.last().unwrap().0 && open == 0 {
             return h + 1;
         }
@@ -53,16 +71,27 @@ async fn every_job_is_settled_and_optimized_costs_less_than_the_2019_rule() {
 
     for p in [&opt, &base] {
         let by_status = check_invariants(&p.store).await;
-        let settled: usize = [JobStatus::Completed, JobStatus::Rejected, JobStatus::Expired]
-            .iter()
-            .map(|s| by_status.get(s).copied().unwrap_or(0))
-            .sum();
-        assert_eq!(settled, 200, "every accepted job ends settled: {by_status:?}");
+        let settled: usize = [
+            JobStatus::Completed,
+            JobStatus::Rejected,
+            JobStatus::Expired,
+        ]
+        .iter()
+        .map(|s| by_status.get(s).copied().unwrap_or(0))
+        .sum();
+        assert_eq!(
+            settled, 200,
+            "every accepted job ends settled: {by_status:?}"
+        );
     }
     assert!(hours_opt < 24 * 7, "the backlog drains");
     let o = summary(opt.store.as_ref()).await.unwrap();
     let b = summary(base.store.as_ref()).await.unwrap();
-    assert!(o.deadline_misses <= 2, "optimized misses {} deadlines", o.deadline_misses);
+    assert!(
+        o.deadline_misses <= 2,
+        "optimized misses {} deadlines",
+        o.deadline_misses
+    );
     assert!(
         o.usd_per_chr < b.usd_per_chr * 0.97,
         "optimized {:.5} $/c-hr vs baseline {:.5}",
@@ -87,11 +116,21 @@ impl SignalSource for Outage {
     fn kind(&self) -> SignalKind {
         self.inner.kind()
     }
-    fn fetch<'a>(&'a self, node: &'a Node, now: DateTime<Utc>) -> BoxFuture<'a, Result<Fetched, SourceError>> {
+    fn fetch<'a>(
+        &'a self,
+        node: &'a Node,
+        now: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<Fetched, SourceError>> {
         let h = Hour::containing(now);
         if node.id == self.node && h >= self.from && h < self.to {
             let name = self.name().to_string();
-            return async move { Err(SourceError::Unavailable { source_name: name, detail: "down".into() }) }.boxed();
+            return async move {
+                Err(SourceError::Unavailable {
+                    source_name: name,
+                    detail: "down".into(),
+                })
+            }
+            .boxed();
         }
         self.inner.fetch(node, now)
     }
@@ -125,14 +164,28 @@ async fn a_node_with_expired_prices_takes_no_dispatch_until_fresh_data_arrives()
         let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
         let step = p.step(&refs).await.unwrap();
         let current = step.prices.iter().find(|np| np.node_id == victim);
-        let on_victim = step.plan.committed.iter().filter(|d| d.node_id == victim).count();
+        let on_victim = step
+            .plan
+            .committed
+            .iter()
+            .filter(|d| d.node_id == victim)
+            .count();
         if (3..8).contains(&h) {
             // The last price expired an hour after the outage began.
-            assert!(current.is_none_or(|np| np.stale), "hour {h}: victim priced fresh");
-            assert_eq!(on_victim, 0, "hour {h}: dispatched to a node with an expired price");
+            assert!(
+                current.is_none_or(|np| np.stale),
+                "hour {h}: victim priced fresh"
+            );
+            assert_eq!(
+                on_victim, 0,
+                "hour {h}: dispatched to a node with an expired price"
+            );
         }
         if h >= 8 {
-            assert!(current.is_some_and(|np| !np.stale), "hour {h}: fresh data makes it dispatchable");
+            assert!(
+                current.is_some_and(|np| !np.stale),
+                "hour {h}: fresh data makes it dispatchable"
+            );
             assert!(on_victim > 0, "hour {h}: victim back in service");
         }
     }
@@ -149,7 +202,11 @@ impl SignalSource for Slow {
     fn kind(&self) -> SignalKind {
         SignalKind::Weather
     }
-    fn fetch<'a>(&'a self, _: &'a Node, _: DateTime<Utc>) -> BoxFuture<'a, Result<Fetched, SourceError>> {
+    fn fetch<'a>(
+        &'a self,
+        _: &'a Node,
+        _: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<Fetched, SourceError>> {
         async {
             tokio::time::sleep(Duration::from_secs(60)).await;
             Ok(Fetched::default())
@@ -165,8 +222,18 @@ impl SignalSource for Broken {
     fn kind(&self) -> SignalKind {
         SignalKind::Weather
     }
-    fn fetch<'a>(&'a self, _: &'a Node, _: DateTime<Utc>) -> BoxFuture<'a, Result<Fetched, SourceError>> {
-        async { Err(SourceError::BadResponse { source_name: "broken".into(), detail: "garbage".into() }) }.boxed()
+    fn fetch<'a>(
+        &'a self,
+        _: &'a Node,
+        _: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<Fetched, SourceError>> {
+        async {
+            Err(SourceError::BadResponse {
+                source_name: "broken".into(),
+                detail: "garbage".into(),
+            })
+        }
+        .boxed()
     }
 }
 
@@ -185,11 +252,17 @@ async fn a_slow_and_a_broken_source_cost_only_their_own_data() {
         &sources,
         &nodes,
         start(),
-        FetchLimits { concurrency: 4, timeout: Duration::from_millis(300) },
+        FetchLimits {
+            concurrency: 4,
+            timeout: Duration::from_millis(300),
+        },
     )
     .await
     .unwrap();
-    assert!(t0.elapsed() < Duration::from_secs(20), "bounded by the per-request timeout");
+    assert!(
+        t0.elapsed() < Duration::from_secs(20),
+        "bounded by the per-request timeout"
+    );
     assert_eq!(report.sources["slow"].failed, 4);
     assert!(report.sources["slow"].errors[0].contains("timed out"));
     assert_eq!(report.sources["broken"].failed, 4);

@@ -673,7 +673,10 @@ mod tests {
                 )
             })
             .collect();
-        store.put_prices(&node.id, h, h.plus(4), &prices).await.unwrap();
+        store
+            .put_prices(&node.id, h, h.plus(4), &prices)
+            .await
+            .unwrap();
         store
     }
 
@@ -693,13 +696,35 @@ mod tests {
     async fn newest_observation_wins_and_others_are_refused_with_reasons() {
         let store = SqliteStore::in_memory().unwrap();
         let t = Hour(500_000).start();
-        let obs = |h: i64, v: f64| Observation::new("n1", "s", t + chrono::Duration::hours(h), Reading::Price { usd_per_mwh: v });
-        assert_eq!(store.put_observation(&obs(1, 10.0)).await.unwrap(), Stored::Accepted);
-        assert_eq!(store.put_observation(&obs(1, 99.0)).await.unwrap(), Stored::Refused(Rejection::Duplicate));
-        assert_eq!(store.put_observation(&obs(0, 99.0)).await.unwrap(), Stored::Refused(Rejection::OutOfOrder));
-        assert_eq!(store.put_observation(&obs(2, 20.0)).await.unwrap(), Stored::Accepted);
+        let obs = |h: i64, v: f64| {
+            Observation::new(
+                "n1",
+                "s",
+                t + chrono::Duration::hours(h),
+                Reading::Price { usd_per_mwh: v },
+            )
+        };
+        assert_eq!(
+            store.put_observation(&obs(1, 10.0)).await.unwrap(),
+            Stored::Accepted
+        );
+        assert_eq!(
+            store.put_observation(&obs(1, 99.0)).await.unwrap(),
+            Stored::Refused(Rejection::Duplicate)
+        );
+        assert_eq!(
+            store.put_observation(&obs(0, 99.0)).await.unwrap(),
+            Stored::Refused(Rejection::OutOfOrder)
+        );
+        assert_eq!(
+            store.put_observation(&obs(2, 20.0)).await.unwrap(),
+            Stored::Accepted
+        );
         let s = store.node_signals("n1", Hour(0), Hour(1)).await.unwrap();
-        assert_eq!(s.price.unwrap().reading, Reading::Price { usd_per_mwh: 20.0 });
+        assert_eq!(
+            s.price.unwrap().reading,
+            Reading::Price { usd_per_mwh: 20.0 }
+        );
         let history = store.signal_history("n1", SignalKind::Price).unwrap();
         assert_eq!(history.len(), 2);
     }
@@ -730,26 +755,47 @@ mod tests {
         for id in ["a", "b", "c"] {
             store.add(&job(id, 4), h.start()).await.unwrap();
         }
-        assert_eq!(store.commit(&dispatch("a", &node, h, 4)).await.unwrap(), Committed::Committed);
+        assert_eq!(
+            store.commit(&dispatch("a", &node, h, 4)).await.unwrap(),
+            Committed::Committed
+        );
         assert_eq!(
             store.commit(&dispatch("a", &node, h, 4)).await.unwrap(),
             Committed::NotPending(JobStatus::Dispatched),
             "a retried commit changes nothing"
         );
-        assert_eq!(store.commit(&dispatch("b", &node, h.plus(1), 4)).await.unwrap(), Committed::Committed);
+        assert_eq!(
+            store
+                .commit(&dispatch("b", &node, h.plus(1), 4))
+                .await
+                .unwrap(),
+            Committed::Committed
+        );
         // Hour h+1 now holds 8 of 10: c (4 units over h+1, h+2) must not fit, and must
         // leave no trace at h+2 either.
         assert_eq!(
-            store.commit(&dispatch("c", &node, h.plus(1), 4)).await.unwrap(),
+            store
+                .commit(&dispatch("c", &node, h.plus(1), 4))
+                .await
+                .unwrap(),
             Committed::NoCapacity { hour: h.plus(1) }
         );
         let rows = store.reservation_rows().unwrap();
         let units: Vec<(i64, u32)> = rows.iter().map(|(_, hr, u, _)| (hr.0 - h.0, *u)).collect();
         assert_eq!(units, vec![(0, 4), (1, 8), (2, 4)]);
-        let c = store.all_jobs().await.unwrap().into_iter().find(|r| r.job.id.as_str() == "c").unwrap();
+        let c = store
+            .all_jobs()
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|r| r.job.id.as_str() == "c")
+            .unwrap();
         assert_eq!(c.status, JobStatus::Pending);
         assert!(c.dispatch.is_none());
-        assert_eq!(store.commit(&dispatch("zz", &node, h, 1)).await.unwrap(), Committed::UnknownJob);
+        assert_eq!(
+            store.commit(&dispatch("zz", &node, h, 1)).await.unwrap(),
+            Committed::UnknownJob
+        );
     }
 
     #[tokio::test]
@@ -759,9 +805,15 @@ mod tests {
         let node = store.nodes().await.unwrap()[0].node.id.clone();
         store.add(&job("a", 1), h.start()).await.unwrap();
         assert!(store.set_drained(&node, true).unwrap());
-        assert_eq!(store.commit(&dispatch("a", &node, h, 1)).await.unwrap(), Committed::NoCapacity { hour: h });
+        assert_eq!(
+            store.commit(&dispatch("a", &node, h, 1)).await.unwrap(),
+            Committed::NoCapacity { hour: h }
+        );
         store.set_drained(&node, false).unwrap();
-        assert_eq!(store.commit(&dispatch("a", &node, h, 1)).await.unwrap(), Committed::Committed);
+        assert_eq!(
+            store.commit(&dispatch("a", &node, h, 1)).await.unwrap(),
+            Committed::Committed
+        );
     }
 
     #[tokio::test]
@@ -771,9 +823,28 @@ mod tests {
         let node = store.nodes().await.unwrap()[0].node.id.clone();
         store.add(&job("a", 1), h.start()).await.unwrap();
         store.commit(&dispatch("a", &node, h, 1)).await.unwrap();
-        assert_eq!(store.complete_due(h.plus(1), h.plus(1).start()).await.unwrap(), 0);
-        assert_eq!(store.complete_due(h.plus(2), h.plus(2).start()).await.unwrap(), 1);
-        assert_eq!(store.jobs_with_status(JobStatus::Completed).await.unwrap().len(), 1);
+        assert_eq!(
+            store
+                .complete_due(h.plus(1), h.plus(1).start())
+                .await
+                .unwrap(),
+            0
+        );
+        assert_eq!(
+            store
+                .complete_due(h.plus(2), h.plus(2).start())
+                .await
+                .unwrap(),
+            1
+        );
+        assert_eq!(
+            store
+                .jobs_with_status(JobStatus::Completed)
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
     }
 
     /// Many planners on their own connections race for one node-hour: the database, not
@@ -783,11 +854,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("race.db");
         let h = Hour(500_000);
-        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
         let node = rt.block_on(async {
             let store = store_with_node(Some(&path), 10, h).await;
             for i in 0..32 {
-                store.add(&job(&format!("j{i}"), 3), h.start()).await.unwrap();
+                store
+                    .add(&job(&format!("j{i}"), 3), h.start())
+                    .await
+                    .unwrap();
             }
             store.nodes().await.unwrap()[0].node.id.clone()
         });
@@ -796,7 +872,9 @@ mod tests {
                 let path = path.clone();
                 let node = node.clone();
                 std::thread::spawn(move || {
-                    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+                    let rt = tokio::runtime::Builder::new_current_thread()
+                        .build()
+                        .unwrap();
                     let store = SqliteStore::open(&path).unwrap();
                     let mut won = 0;
                     // Every thread tries every job, in its own order.

@@ -523,11 +523,22 @@ mod properties {
 
     fn arb_input() -> impl Gen<Value = PlanInput> {
         let nodes = prop::collection::vec(
-            (0..2usize, 1..9u32, prop::collection::vec((1..100u32, 0..5u32), 8)),
+            (
+                0..2usize,
+                1..9u32,
+                prop::collection::vec((1..100u32, 0..5u32), 8),
+            ),
             1..5,
         );
         let jobs = prop::collection::vec(
-            (0..10u8, 1..9u32, 1..5usize, 1..5u8, -1..10i64, prop::option::of(0..2usize)),
+            (
+                0..10u8,
+                1..9u32,
+                1..5usize,
+                1..5u8,
+                -1..10i64,
+                prop::option::of(0..2usize),
+            ),
             0..16,
         );
         (nodes, jobs, 1..8usize).prop_map(|(nodes, jobs, starts)| PlanInput {
@@ -541,7 +552,10 @@ mod properties {
                     region: format!("r{region}"),
                     capacity_units: cap,
                     usd_per_chr: slots.iter().map(|(p, _)| f64::from(*p) / 100.0).collect(),
-                    free: slots.iter().map(|(_, taken)| cap.saturating_sub(*taken)).collect(),
+                    free: slots
+                        .iter()
+                        .map(|(_, taken)| cap.saturating_sub(*taken))
+                        .collect(),
                 })
                 .collect(),
             jobs: jobs
@@ -569,9 +583,16 @@ mod properties {
         let mut used: Vec<Vec<u32>> = input.nodes.iter().map(|n| vec![0; n.free.len()]).collect();
         for p in &plan.placements {
             let job = input.jobs.iter().find(|j| j.id == p.job_id).unwrap();
-            let n = input.nodes.iter().position(|n| n.node_id == p.node_id).unwrap();
+            let n = input
+                .nodes
+                .iter()
+                .position(|n| n.node_id == p.node_id)
+                .unwrap();
             let s = input.now.until(p.start);
-            prop_assert!(s >= 0 && (s as usize) < input.starts, "starts inside the window");
+            prop_assert!(
+                s >= 0 && (s as usize) < input.starts,
+                "starts inside the window"
+            );
             prop_assert!(s <= job.latest_start, "meets the deadline");
             prop_assert!(job.allows(&input.nodes[n].region), "allowed region");
             prop_assert_eq!(p.units, job.units);
@@ -581,7 +602,12 @@ mod properties {
         }
         for (n, node) in input.nodes.iter().enumerate() {
             for (slot, &u) in used[n].iter().enumerate() {
-                prop_assert!(u <= node.free[slot], "node {} slot {slot}: {u} > {}", node.node_id, node.free[slot]);
+                prop_assert!(
+                    u <= node.free[slot],
+                    "node {} slot {slot}: {u} > {}",
+                    node.node_id,
+                    node.free[slot]
+                );
             }
         }
         let mut seen: Vec<&JobId> = plan
