@@ -1,5 +1,7 @@
 //! The `grd` binary as users run it.
 
+#![allow(clippy::unwrap_used)]
+
 use grd::adapters::sqlite::SqliteStore;
 use grd::domain::dispatch::JobStatus;
 use grd_tests::check_invariants;
@@ -68,15 +70,14 @@ fn submit_reports_each_line_and_status_lists_jobs() {
     let db = dir.path().join("grd.db");
     // Deadlines five hours out leave little room to wait for a cheaper hour.
     let soon = (chrono::Utc::now() + chrono::Duration::hours(5)).to_rfc3339();
-    let input = format!(
-        "{}\n\n{}\n{}\nnot json\n{}\n",
-        format!(r#"{{"id":"a","priority":0,"compute_hours":4,"deadline":"{soon}"}}"#),
-        format!(
-            r#"{{"id":"b","priority":3,"compute_hours":2,"units":2,"deadline":"{soon}","regions":["eu-west"]}}"#
-        ),
-        r#"{"id":"a","priority":5,"compute_hours":9,"deadline":"2099-01-01T00:00:00Z"}"#,
-        r#"{"id":"c","priority":12,"compute_hours":4,"deadline":"2099-01-01T00:00:00Z"}"#,
+    let a = format!(r#"{{"id":"a","priority":0,"compute_hours":4,"deadline":"{soon}"}}"#);
+    let b = format!(
+        r#"{{"id":"b","priority":3,"compute_hours":2,"units":2,"deadline":"{soon}","regions":["eu-west"]}}"#
     );
+    let a_again = r#"{"id":"a","priority":5,"compute_hours":9,"deadline":"2099-01-01T00:00:00Z"}"#;
+    let bad_priority =
+        r#"{"id":"c","priority":12,"compute_hours":4,"deadline":"2099-01-01T00:00:00Z"}"#;
+    let input = format!("{a}\n\n{b}\n{a_again}\nnot json\n{bad_priority}\n");
     let out = grd_stdin(&db, &["submit", "-", "--json"], &input);
     assert_eq!(out.status.code(), Some(3), "some lines were rejected");
     let r = last_json(&out);

@@ -1,5 +1,7 @@
 //! The embedded pipeline end to end: signals in, nodes priced, jobs dispatched and settled.
 
+#![allow(clippy::unwrap_used)]
+
 use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
 use futures::FutureExt;

@@ -632,7 +632,7 @@ mod properties {
                 let plan = strategy_by_name(strategy).unwrap().plan(&input);
                 check_feasible(&input, &plan)?;
             }
-            let base = Baseline2019.plan(&input);
+            let base = super::Strategy::plan(&Baseline2019, &input);
             prop_assert!(base.placements.iter().all(|p| p.start == input.now), "baseline never defers");
         }
 
