@@ -150,6 +150,15 @@ pub enum SourceError {
     BadResponse { source_name: String, detail: String },
 }
 
+/// A source's response as it arrived, archived before it is parsed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RawPayload {
+    pub content_type: String,
+    /// File extension for the archive key, e.g. `json`, `csv`.
+    pub extension: String,
+    pub bytes: Vec<u8>,
+}
+
 /// What one fetch for one node brought back.
 #[derive(Debug, Clone, Default)]
 pub struct Fetched {
@@ -157,6 +166,16 @@ pub struct Fetched {
     pub forecasts: Vec<Forecast>,
     /// Records that could not be parsed at all, with why.
     pub malformed: Vec<Rejection>,
+    pub raw: Option<RawPayload>,
+}
+
+/// Where raw source payloads are kept (S3 in AWS).
+pub trait RawArchive: Send + Sync {
+    fn put<'a>(
+        &'a self,
+        key: &'a str,
+        payload: &'a RawPayload,
+    ) -> BoxFuture<'a, Result<(), StoreError>>;
 }
 
 /// Weather or price data for a node, from an API, a generator or a replay.

@@ -258,6 +258,7 @@ async fn a_slow_and_a_broken_source_cost_only_their_own_data() {
             concurrency: 4,
             timeout: Duration::from_millis(300),
         },
+        None,
     )
     .await
     .unwrap();

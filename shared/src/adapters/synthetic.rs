@@ -6,7 +6,7 @@ use crate::domain::node::Node;
 use crate::domain::signal::{Forecast, Observation, Reading, SignalKind};
 use crate::domain::synth::{self, Climate, MarketProfile};
 use crate::domain::time::Hour;
-use crate::ports::{Fetched, SignalSource, SourceError};
+use crate::ports::{Fetched, RawPayload, SignalSource, SourceError};
 use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
 use futures::FutureExt;
@@ -299,6 +299,16 @@ impl SyntheticSource {
             issued_at: hour.start(),
             points,
             source: self.name.clone(),
+        });
+        // The generator's "wire format": what it sent, as JSON, for the archive.
+        let wire = serde_json::json!({
+            "observations": fetched.observations,
+            "forecasts": fetched.forecasts,
+        });
+        fetched.raw = Some(RawPayload {
+            content_type: "application/json".into(),
+            extension: "json".into(),
+            bytes: serde_json::to_vec(&wire).unwrap_or_default(),
         });
         Ok(fetched)
     }

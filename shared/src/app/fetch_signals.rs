@@ -3,7 +3,9 @@
 
 use crate::domain::node::Node;
 use crate::domain::signal::check_observation;
-use crate::ports::{Fetched, SignalSource, SignalStore, SourceError, StoreError, Stored};
+use crate::ports::{
+    Fetched, RawArchive, SignalSource, SignalStore, SourceError, StoreError, Stored,
+};
 use chrono::{DateTime, Utc};
 use futures::stream::{self, StreamExt};
 use serde::Serialize;
@@ -39,6 +41,8 @@ pub struct SourceReport {
     /// Rejections by reason (`duplicate`, `out_of_order`, `out_of_range`, ...).
     pub reasons: BTreeMap<String, usize>,
     pub forecast_points: usize,
+    /// Raw payloads archived.
+    pub archived: usize,
     /// The failures, one line each.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<String>,
@@ -60,6 +64,16 @@ impl FetchReport {
     }
 }
 
+/// Archive key of a raw payload: source / node / date / time, so one day of one feed lists
+/// together.
+pub fn raw_key(source: &str, node_id: &str, at: DateTime<Utc>, extension: &str) -> String {
+    format!(
+        "raw/{source}/{node_id}/{}/{}.{extension}",
+        at.format("%Y-%m-%d"),
+        at.format("%H%M%S")
+    )
+}
+
 /// Fetches every (source, node) pair with bounded concurrency and stores the results.
 pub async fn fetch_signals<S: SignalStore>(
     store: &S,
@@ -67,6 +81,7 @@ pub async fn fetch_signals<S: SignalStore>(
     nodes: &[Node],
     now: DateTime<Utc>,
     limits: FetchLimits,
+    archive: Option<&dyn RawArchive>,
 ) -> Result<FetchReport, StoreError> {
     let pairs: Vec<(&Arc<dyn SignalSource>, &Node)> = sources
         .iter()
@@ -100,6 +115,11 @@ pub async fn fetch_signals<S: SignalStore>(
                 continue;
             }
         };
+        if let (Some(archive), Some(raw)) = (archive, &fetched.raw) {
+            let key = raw_key(&source, &node_id, now, &raw.extension);
+            archive.put(&key, raw).await?;
+            rep.archived += 1;
+        }
         for why in fetched.malformed {
             rep.rejected += 1;
             *rep.reasons.entry(why.reason().to_string()).or_default() += 1;

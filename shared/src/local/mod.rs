@@ -114,7 +114,7 @@ impl Pipeline {
         let now = self.clock.now();
         let store = self.store.as_ref();
         let nodes = self.nodes().await?;
-        let fetch = fetch_signals(store, &self.sources, &nodes, now, self.limits).await?;
+        let fetch = fetch_signals(store, &self.sources, &nodes, now, self.limits, None).await?;
         let prices = price_nodes(store, &nodes, now, self.horizon).await?;
         let ingest = ingest_lines(store, arrivals.iter().copied(), now).await?;
         let plan = plan_dispatch(store, self.strategy.as_ref(), now, self.horizon).await?;
