@@ -8,7 +8,8 @@
 #   grd_moto_start        moto_server on a free loopback port; exports AWS_ENDPOINT_URL and friends
 #   grd_moto_stop         stops it; safe to call twice or from a trap: trap grd_moto_stop EXIT
 #
-# Works with no standard input and CI=true. Functions return non-zero on failure (never `exit`).
+# Works with no standard input, with CI=true and under `set -euo pipefail`. Functions return
+# non-zero on failure (never `exit`).
 
 GRD_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 GRD_TOOLS_DIR="$GRD_ROOT/target/tools"
@@ -44,7 +45,8 @@ _grd_venv() {
     _grd_log "$(basename "$dir"): installed"
     # What actually landed, top-level pins first (the resolver picks the rest).
     "$dir/bin/pip" --disable-pip-version-check list --format=freeze 2>/dev/null |
-        grep -iE '^(cfn-lint|cfn-lint-serverless|cfn_lint_serverless|moto|boto3|botocore|aws-sam-cli|aws-sam-translator|cargo-lambda|ziglang)==' >&2
+        grep -iE '^(cfn-lint|cfn-lint-serverless|cfn_lint_serverless|moto|boto3|botocore|aws-sam-cli|aws-sam-translator|cargo-lambda|ziglang)==' >&2 || true
+    return 0
 }
 
 grd_tools_venv() { _grd_venv "$GRD_TOOLS_VENV" "${GRD_TOOLS_PINS[@]}"; }
@@ -79,7 +81,7 @@ grd_lint_template() {
     return "$rc"
 }
 
-GRD_MOTO_PID=""
+GRD_MOTO_PID=${GRD_MOTO_PID:-}
 GRD_MOTO_PIDFILE="$GRD_TOOLS_DIR/moto.pid"
 GRD_MOTO_LOG="$GRD_TOOLS_DIR/moto.log"
 
@@ -97,7 +99,7 @@ PY
 grd_moto_start() {
     [[ -x "$GRD_TOOLS_VENV/bin/moto_server" ]] || grd_tools_venv || return 1
     if [[ -n "$GRD_MOTO_PID" ]] && kill -0 "$GRD_MOTO_PID" 2>/dev/null; then
-        _grd_log "moto already running (pid $GRD_MOTO_PID, $AWS_ENDPOINT_URL)"
+        _grd_log "moto already running (pid $GRD_MOTO_PID, ${AWS_ENDPOINT_URL:-})"
         return 0
     fi
     local py="$GRD_TOOLS_VENV/bin/python" port attempt i
@@ -126,16 +128,21 @@ grd_moto_start() {
     return 1
 }
 
-# Idempotent: stops the server this shell started (by its pid) and clears the variables.
+# Idempotent and safe under `set -euo pipefail` or from a trap: stops the server this shell
+# started (by its pid, or the pid file if the variable was lost) and clears the variables.
 grd_moto_stop() {
-    local pid=${GRD_MOTO_PID:-}
-    if [[ -z "$pid" && -f "$GRD_MOTO_PIDFILE" ]]; then pid=$(cat "$GRD_MOTO_PIDFILE"); fi
+    local pid=${GRD_MOTO_PID:-} cmd=""
+    if [[ -z "$pid" && -f "$GRD_MOTO_PIDFILE" ]]; then pid=$(cat "$GRD_MOTO_PIDFILE" 2>/dev/null || true); fi
     # A pid from the file may have been reused since: only stop it if it is still moto_server.
-    if [[ -n "$pid" ]] && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q moto_server; then
-        kill "$pid" 2>/dev/null
-        for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-        kill -9 "$pid" 2>/dev/null
-        wait "$pid" 2>/dev/null
+    if [[ -n "$pid" ]]; then cmd=$({ tr '\0' ' ' <"/proc/$pid/cmdline"; } 2>/dev/null || true); fi
+    if [[ "$cmd" == *moto_server* ]]; then
+        kill "$pid" 2>/dev/null || true
+        for _ in $(seq 1 50); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -9 "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
         _grd_log "moto_server stopped (pid $pid)"
     fi
     rm -f "$GRD_MOTO_PIDFILE"

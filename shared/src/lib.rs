@@ -5,6 +5,10 @@
 
 pub mod adapters;
 pub mod app;
+#[cfg(feature = "aws")]
+pub mod aws;
 pub mod domain;
+#[cfg(feature = "aws")]
+pub mod lambda;
 pub mod local;
 pub mod ports;

@@ -1,5 +1,11 @@
 //! Adapters: concrete implementations of the ports.
 
 pub mod csv_replay;
+#[cfg(feature = "aws")]
+pub mod dynamodb;
+#[cfg(feature = "aws")]
+pub mod s3;
 pub mod sqlite;
+#[cfg(feature = "aws")]
+pub mod sqs;
 pub mod synthetic;

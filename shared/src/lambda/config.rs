@@ -1,0 +1,214 @@
+//! Each function's configuration, read once from the environment into a typed struct.
+//! The names here are the contract with infra/template.yaml (a test checks both sides).
+
+use std::collections::HashMap;
+
+pub const SIGNALS_TABLE: &str = "GRD_SIGNALS_TABLE";
+pub const NODES_TABLE: &str = "GRD_NODES_TABLE";
+pub const BACKLOG_TABLE: &str = "GRD_BACKLOG_TABLE";
+pub const DISPATCHES_TABLE: &str = "GRD_DISPATCHES_TABLE";
+pub const RAW_BUCKET: &str = "GRD_RAW_BUCKET";
+pub const HORIZON_HOURS: &str = "GRD_HORIZON_HOURS";
+pub const STRATEGY: &str = "GRD_STRATEGY";
+pub const SIGNAL_SOURCE: &str = "GRD_SIGNAL_SOURCE";
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("environment variable {0} is not set")]
+    Missing(&'static str),
+    #[error("environment variable {name} = {value:?}: {problem}")]
+    Invalid {
+        name: &'static str,
+        value: String,
+        problem: String,
+    },
+}
+
+/// A view of the environment (a map in tests).
+pub struct Env(HashMap<String, String>);
+
+impl Env {
+    pub fn from_process() -> Env {
+        Env(std::env::vars().collect())
+    }
+
+    pub fn from_pairs(pairs: &[(&str, &str)]) -> Env {
+        Env(pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect())
+    }
+
+    fn required(&self, name: &'static str) -> Result<String, ConfigError> {
+        match self.0.get(name) {
+            Some(v) if !v.trim().is_empty() => Ok(v.trim().to_string()),
+            _ => Err(ConfigError::Missing(name)),
+        }
+    }
+
+    fn horizon(&self) -> Result<u32, ConfigError> {
+        let v = self.required(HORIZON_HOURS)?;
+        match v.parse::<u32>() {
+            Ok(h) if (1..=336).contains(&h) => Ok(h),
+            _ => Err(ConfigError::Invalid {
+                name: HORIZON_HOURS,
+                value: v,
+                problem: "must be 1..=336 hours".into(),
+            }),
+        }
+    }
+}
+
+/// fetch-weather and fetch-prices.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FetchConfig {
+    pub nodes_table: String,
+    pub signals_table: String,
+    pub raw_bucket: String,
+    pub horizon: u32,
+    /// `synthetic` (the generator), or `synthetic:SEED`.
+    pub source: String,
+    pub seed: u64,
+}
+
+impl FetchConfig {
+    pub const VARS: &'static [&'static str] = &[
+        NODES_TABLE,
+        SIGNALS_TABLE,
+        RAW_BUCKET,
+        HORIZON_HOURS,
+        SIGNAL_SOURCE,
+    ];
+
+    pub fn from_env(env: &Env) -> Result<FetchConfig, ConfigError> {
+        let source = env.required(SIGNAL_SOURCE)?;
+        let (kind, seed) = match source.split_once(':') {
+            Some((k, s)) => (
+                k.to_string(),
+                s.parse().map_err(|_| ConfigError::Invalid {
+                    name: SIGNAL_SOURCE,
+                    value: source.clone(),
+                    problem: "the seed after `:` must be a whole number".into(),
+                })?,
+            ),
+            None => (source.clone(), 42),
+        };
+        if kind != "synthetic" {
+            return Err(ConfigError::Invalid {
+                name: SIGNAL_SOURCE,
+                value: source,
+                problem: "known sources: synthetic[:SEED]".into(),
+            });
+        }
+        Ok(FetchConfig {
+            nodes_table: env.required(NODES_TABLE)?,
+            signals_table: env.required(SIGNALS_TABLE)?,
+            raw_bucket: env.required(RAW_BUCKET)?,
+            horizon: env.horizon()?,
+            source: kind,
+            seed,
+        })
+    }
+}
+
+/// price-nodes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PriceConfig {
+    pub signals_table: String,
+    pub nodes_table: String,
+    pub horizon: u32,
+}
+
+impl PriceConfig {
+    pub const VARS: &'static [&'static str] = &[SIGNALS_TABLE, NODES_TABLE, HORIZON_HOURS];
+
+    pub fn from_env(env: &Env) -> Result<PriceConfig, ConfigError> {
+        Ok(PriceConfig {
+            signals_table: env.required(SIGNALS_TABLE)?,
+            nodes_table: env.required(NODES_TABLE)?,
+            horizon: env.horizon()?,
+        })
+    }
+}
+
+/// dispatch-jobs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DispatchConfig {
+    pub backlog_table: String,
+    pub dispatches_table: String,
+    pub nodes_table: String,
+    pub strategy: String,
+    pub horizon: u32,
+}
+
+impl DispatchConfig {
+    pub const VARS: &'static [&'static str] = &[
+        BACKLOG_TABLE,
+        DISPATCHES_TABLE,
+        NODES_TABLE,
+        STRATEGY,
+        HORIZON_HOURS,
+    ];
+
+    pub fn from_env(env: &Env) -> Result<DispatchConfig, ConfigError> {
+        let strategy = env.required(STRATEGY)?;
+        if crate::domain::plan::strategy_by_name(&strategy).is_none() {
+            return Err(ConfigError::Invalid {
+                name: STRATEGY,
+                value: strategy,
+                problem: format!("known: {}", crate::domain::plan::STRATEGY_NAMES.join(", ")),
+            });
+        }
+        Ok(DispatchConfig {
+            backlog_table: env.required(BACKLOG_TABLE)?,
+            dispatches_table: env.required(DISPATCHES_TABLE)?,
+            nodes_table: env.required(NODES_TABLE)?,
+            strategy,
+            horizon: env.horizon()?,
+        })
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_and_invalid_variables_are_named() {
+        let env = Env::from_pairs(&[(SIGNALS_TABLE, "s"), (NODES_TABLE, "n")]);
+        assert_eq!(
+            PriceConfig::from_env(&env).unwrap_err(),
+            ConfigError::Missing(HORIZON_HOURS)
+        );
+        let env = Env::from_pairs(&[
+            (SIGNALS_TABLE, "s"),
+            (NODES_TABLE, "n"),
+            (HORIZON_HOURS, "0"),
+        ]);
+        assert!(PriceConfig::from_env(&env)
+            .unwrap_err()
+            .to_string()
+            .contains("GRD_HORIZON_HOURS"));
+        let env = Env::from_pairs(&[
+            (BACKLOG_TABLE, "b"),
+            (DISPATCHES_TABLE, "d"),
+            (NODES_TABLE, "n"),
+            (STRATEGY, "magic"),
+            (HORIZON_HOURS, "48"),
+        ]);
+        assert!(DispatchConfig::from_env(&env)
+            .unwrap_err()
+            .to_string()
+            .contains("magic"));
+        let env = Env::from_pairs(&[
+            (NODES_TABLE, "n"),
+            (SIGNALS_TABLE, "s"),
+            (RAW_BUCKET, "b"),
+            (HORIZON_HOURS, "24"),
+            (SIGNAL_SOURCE, "synthetic:7"),
+        ]);
+        let c = FetchConfig::from_env(&env).unwrap();
+        assert_eq!((c.seed, c.horizon), (7, 24));
+    }
+}

@@ -1,0 +1,45 @@
+//! fetch-weather and fetch-prices: on a schedule, fetch one kind of signal for every node
+//! in parallel, archive each raw payload, store what passes the checks.
+
+use super::metrics;
+use crate::app::fetch_signals::{fetch_signals, FetchLimits, FetchReport};
+use crate::ports::{NodeStore, RawArchive, SignalSource, SignalStore, StoreError};
+use chrono::{DateTime, Utc};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Runs one scheduled fetch. The payload (the schedule's input) is not needed: the time
+/// comes from the clock. Per-request timeouts are bounded by the time the invocation has.
+pub async fn handle<S: SignalStore + NodeStore>(
+    store: &S,
+    archive: &dyn RawArchive,
+    sources: &[Arc<dyn SignalSource>],
+    now: DateTime<Utc>,
+    cutoff: Instant,
+) -> Result<FetchReport, StoreError> {
+    let nodes: Vec<_> = store.nodes().await?.into_iter().map(|s| s.node).collect();
+    let left = cutoff.saturating_duration_since(Instant::now());
+    let limits = FetchLimits {
+        concurrency: 16,
+        timeout: left
+            .min(Duration::from_secs(10))
+            .max(Duration::from_millis(100)),
+    };
+    let report = fetch_signals(store, sources, &nodes, now, limits, Some(archive)).await?;
+    tracing::info!(
+        nodes = nodes.len(),
+        accepted = report.sources.values().map(|s| s.accepted).sum::<usize>(),
+        rejected = report.rejected(),
+        failed = report.failed(),
+        "fetch done"
+    );
+    metrics::emit(&[
+        (
+            "SignalsAccepted",
+            report.sources.values().map(|s| s.accepted).sum::<usize>() as f64,
+        ),
+        ("SignalsRejected", report.rejected() as f64),
+        ("FetchErrors", report.failed() as f64),
+    ]);
+    Ok(report)
+}
