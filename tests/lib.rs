@@ -73,3 +73,7 @@ pub async fn check_invariants(store: &SqliteStore) -> HashMap<JobStatus, usize> 
     assert_eq!(actual, expected, "reservations match dispatches exactly");
     by_status
 }
+
+#[cfg(feature = "aws-endpoint")]
+#[path = "aws.rs"]
+pub mod aws;

@@ -4,7 +4,9 @@
 #
 #   grd_tools_venv        cfn-lint, cfn-lint-serverless, moto[server]   -> target/tools/venv
 #   grd_sam_venv          aws-sam-cli, cargo-lambda, ziglang            -> target/tools/sam-venv
-#   grd_lint_template     cfn-lint (plain and serverless rules), sam validate (--lint and plain)
+#   grd_lint_template     cfn-lint (plain and serverless rules), sam validate (--lint and plain),
+#                         then grd_check_roles
+#   grd_check_roles       least-privilege check of the functions' roles in SAM's translated template
 #   grd_moto_start        moto_server on a free loopback port; exports AWS_ENDPOINT_URL and friends
 #   grd_moto_stop         stops it; safe to call twice or from a trap: trap grd_moto_stop EXIT
 #
@@ -77,8 +79,144 @@ grd_lint_template() {
         "$GRD_SAM_VENV/bin/sam" validate </dev/null || fail=1
         exit "$fail"
     ) || rc=1
+    grd_check_roles || rc=1
     if ((rc)); then _grd_log "template lint FAILED"; else _grd_log "template lint clean"; fi
     return "$rc"
+}
+
+# Translates the template offline with the SAM translator (as `sam validate` does; no AWS
+# credentials needed) and enforces the template's least-privilege rule on every function's
+# runtime role, i.e. the role the translated AWS::Lambda::Function uses:
+#   - it is an AWS::IAM::Role written in the template (SAM generated none for the function);
+#   - no ManagedPolicyArns (SAM attaches AWS-managed policies with Resource "*" to roles it
+#     generates: basic execution, SQS/DynamoDB polling, X-Ray);
+#   - no "*" in any Action; no Resource "*" (the single allowed exception is
+#     dynamodb:ListStreams, which has no resource-level permissions); every Resource is derived
+#     from a resource of this template (!GetAtt, or !Sub starting with one of its ARNs).
+# Prints each role's statements. Also reports the roles SAM generated for other services.
+grd_check_roles() {
+    [[ -x "$GRD_SAM_VENV/bin/python" ]] || grd_sam_venv || return 1
+    _grd_log "grd_check_roles $GRD_TEMPLATE (SAM translator, offline)"
+    (
+        cd "$GRD_ROOT" || exit 1
+        AWS_DEFAULT_REGION=us-east-1 SAM_CLI_TELEMETRY=0 "$GRD_SAM_VENV/bin/python" - "$GRD_TEMPLATE" <<'PY'
+import json, re, sys
+from samcli.lib.translate.sam_template_validator import SamTemplateValidator
+from samcli.yamlhelper import yaml_parse
+
+LIST_STREAMS_EXCEPTION = ("dynamodb:ListStreams", "*")
+
+class NoManagedPolicies:  # offline: a policy named by its bare name would fail to resolve
+    def load(self):
+        return {}
+
+src = yaml_parse(open(sys.argv[1]).read())
+own = set(src.get("Resources", {}))
+out = yaml_parse(SamTemplateValidator(src, NoManagedPolicies(), region="us-east-1")
+                 .get_translated_template_if_valid())
+res = out["Resources"]
+
+def as_list(v):
+    return v if isinstance(v, list) else [v]
+
+def resource_problem(action_list, r):
+    """None if r is scoped to a resource of this template (or is the documented exception)."""
+    if r == "*":
+        if [a for a in action_list if (a, r) != LIST_STREAMS_EXCEPTION]:
+            return 'Resource "*"'
+        return None
+    if isinstance(r, dict) and "Fn::GetAtt" in r:
+        target = r["Fn::GetAtt"]
+        target = target[0] if isinstance(target, list) else target.split(".")[0]
+        return None if target in own else f"GetAtt of unknown resource {target}"
+    if isinstance(r, dict) and "Fn::Sub" in r and isinstance(r["Fn::Sub"], str):
+        m = re.match(r"^\$\{([A-Za-z0-9]+)\.Arn\}(/.*)?$", r["Fn::Sub"])
+        if m and m.group(1) in own and (m.group(2) or "") not in ("/*", "/**"):
+            return None
+        return f"Sub not scoped to one of this template's ARNs: {r['Fn::Sub']}"
+    return f"not derived from a resource of this template: {json.dumps(r)}"
+
+def show(r):
+    if isinstance(r, dict) and "Fn::GetAtt" in r:
+        g = r["Fn::GetAtt"]
+        return "!GetAtt " + (".".join(g) if isinstance(g, list) else g)
+    if isinstance(r, dict) and "Fn::Sub" in r:
+        return "!Sub " + json.dumps(r["Fn::Sub"])
+    return json.dumps(r)
+
+problems = []
+runtime_roles = {}
+for name, r in res.items():
+    if r.get("Type") != "AWS::Lambda::Function":
+        continue
+    role = r["Properties"].get("Role")
+    if not (isinstance(role, dict) and "Fn::GetAtt" in role):
+        problems.append(f"{name}: Role is not a GetAtt of a role: {role!r}")
+        continue
+    ref = role["Fn::GetAtt"]
+    ref = ref[0] if isinstance(ref, list) else ref.split(".")[0]
+    if ref not in own or src["Resources"][ref].get("Type") != "AWS::IAM::Role":
+        problems.append(f"{name}: uses {ref}, not an AWS::IAM::Role written in the template")
+    runtime_roles.setdefault(ref, []).append(name)
+
+# Inline policies: the role's Policies plus AWS::IAM::RolePolicy/Policy resources naming it.
+for role_name, fns in sorted(runtime_roles.items()):
+    role = res.get(role_name, {})
+    props = role.get("Properties", {})
+    print(f"{role_name} (runtime role of {', '.join(fns)})")
+    managed = props.get("ManagedPolicyArns") or []
+    print(f"  ManagedPolicyArns: {managed if managed else 'none'}")
+    if managed:
+        problems.append(f"{role_name}: managed policies {managed}")
+    docs = [(p.get("PolicyName"), p.get("PolicyDocument", {})) for p in props.get("Policies", [])]
+    for pname, p in res.items():
+        pp = p.get("Properties", {})
+        if p.get("Type") == "AWS::IAM::RolePolicy" and pp.get("RoleName") == {"Ref": role_name}:
+            docs.append((f"{pp.get('PolicyName')} ({pname})", pp.get("PolicyDocument", {})))
+        elif p.get("Type") in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy") and \
+                {"Ref": role_name} in as_list(pp.get("Roles", [])):
+            if p["Type"] == "AWS::IAM::ManagedPolicy":
+                problems.append(f"{role_name}: managed policy {pname}")
+            docs.append((f"{pp.get('PolicyName')} ({pname})", pp.get("PolicyDocument", {})))
+    for pname, doc in docs:
+        print(f"  policy {pname}")
+        for st in as_list(doc.get("Statement", [])):
+            acts = as_list(st.get("Action", []))
+            rs = as_list(st.get("Resource", []))
+            if st.get("Effect") != "Allow" or "NotAction" in st or "NotResource" in st:
+                problems.append(f"{role_name}: unexpected statement form {st}")
+            for a in acts:
+                if not isinstance(a, str) or "*" in a:
+                    problems.append(f"{role_name}: Action {a!r}")
+            for rr in rs:
+                why = resource_problem(acts, rr)
+                if why:
+                    problems.append(f"{role_name}: {','.join(acts)} on {show(rr)}: {why}")
+            note = "   <- documented exception: no resource-level permissions" \
+                if rs == ["*"] and acts == [LIST_STREAMS_EXCEPTION[0]] else ""
+            print(f"    {', '.join(acts)}  on  {', '.join(show(x) for x in rs)}{note}")
+
+others = sorted(n for n, r in res.items()
+                if r.get("Type") == "AWS::IAM::Role" and n not in runtime_roles)
+for n in others:
+    props = res[n]["Properties"]
+    svc = [s.get("Principal", {}).get("Service")
+           for s in props["AssumeRolePolicyDocument"]["Statement"]]
+    acts = sorted({a for p in props.get("Policies", [])
+                   for s in as_list(p["PolicyDocument"]["Statement"])
+                   for a in as_list(s.get("Action", []))})
+    print(f"{n} (generated by SAM for {', '.join(map(str, svc))}; not a runtime role): "
+          f"{', '.join(acts)}; ManagedPolicyArns: {props.get('ManagedPolicyArns') or 'none'}")
+
+for p in problems:
+    print("PROBLEM:", p, file=sys.stderr)
+sys.exit(1 if problems else 0)
+PY
+    ) || {
+        _grd_log "runtime roles: least-privilege check FAILED"
+        return 1
+    }
+    _grd_log "runtime roles: least-privilege check passed"
 }
 
 GRD_MOTO_PID=${GRD_MOTO_PID:-}

@@ -371,7 +371,8 @@ impl DynamoStore {
             .table_name(self.nodes_t()?)
             .key("pk", s("nodes"))
             .key("sk", s(node_id))
-            .update_expression("SET drained = :d")
+            .update_expression("SET #d = :d")
+            .expression_attribute_names("#d", "drained")
             .condition_expression("attribute_exists(pk)")
             .expression_attribute_values(":d", AV::Bool(drained))
             .send()
@@ -528,7 +529,9 @@ impl NodeStore for DynamoStore {
             .table_name(self.nodes_t()?)
             .key("pk", s("nodes"))
             .key("sk", s(&node.id))
-            .update_expression("SET config = :c, drained = if_not_exists(drained, :f)")
+            .update_expression("SET #cfg = :c, #d = if_not_exists(#d, :f)")
+            .expression_attribute_names("#cfg", "config")
+            .expression_attribute_names("#d", "drained")
             .expression_attribute_values(":c", s(serde_json::to_string(node).map_err(corrupt)?))
             .expression_attribute_values(":f", AV::Bool(false))
             .send()
@@ -557,7 +560,9 @@ impl NodeStore for DynamoStore {
             // `reserved` belongs to the dispatcher: pricing never writes it.
             let res = match by_hour.get(&h) {
                 Some(p) => {
-                    req.update_expression("SET price = :p, capacity = :c")
+                    req.update_expression("SET #p = :p, #c = :c")
+                        .expression_attribute_names("#p", "price")
+                        .expression_attribute_names("#c", "capacity")
                         .expression_attribute_values(
                             ":p",
                             s(serde_json::to_string(p).map_err(corrupt)?),
@@ -567,7 +572,9 @@ impl NodeStore for DynamoStore {
                         .await
                 }
                 None => {
-                    req.update_expression("REMOVE price, capacity")
+                    req.update_expression("REMOVE #p, #c")
+                        .expression_attribute_names("#p", "price")
+                        .expression_attribute_names("#c", "capacity")
                         .condition_expression("attribute_exists(pk)")
                         .send()
                         .await
@@ -679,6 +686,13 @@ impl DispatchLog for DynamoStore {
                 d.job_id, d.slots
             )));
         }
+        match self.job_item(d.job_id.as_str()).await? {
+            None => return Ok(Committed::UnknownJob),
+            Some(j) if j.status != JobStatus::Pending.as_str() => {
+                return Ok(Committed::NotPending(j.status.parse().map_err(corrupt)?))
+            }
+            Some(_) => {}
+        }
         let nodes_t = self.nodes_t()?;
         // Read what the reservation will be conditioned on.
         let config = self
@@ -710,7 +724,8 @@ impl DispatchLog for DynamoStore {
                         .table_name(nodes_t)
                         .key("pk", s("nodes"))
                         .key("sk", s(&d.node_id))
-                        .condition_expression("drained = :f")
+                        .condition_expression("#d = :f")
+                        .expression_attribute_names("#d", "drained")
                         .expression_attribute_values(":f", AV::Bool(false))
                         .build()
                         .map_err(build_err)?,
@@ -767,19 +782,21 @@ impl DispatchLog for DynamoStore {
             // Optimistic: the write holds only if nobody changed the reservation or the
             // priced capacity since we read them.
             let mut cond = vec![match seen.reserved {
-                Some(_) => "reserved = :seen",
-                None => "attribute_not_exists(reserved)",
+                Some(_) => "#r = :seen",
+                None => "attribute_not_exists(#r)",
             }];
             cond.push(match seen.capacity {
-                Some(_) => "capacity = :cap",
-                None => "attribute_not_exists(capacity)",
+                Some(_) => "#c = :cap",
+                None => "attribute_not_exists(#c)",
             });
             let mut u = Update::builder()
                 .table_name(nodes_t)
                 .key("pk", s(node_pk(&d.node_id)))
                 .key("sk", s(hour_sk(hour)))
-                .update_expression("SET reserved = :new")
+                .update_expression("SET #r = :new")
                 .condition_expression(cond.join(" AND "))
+                .expression_attribute_names("#r", "reserved")
+                .expression_attribute_names("#c", "capacity")
                 .expression_attribute_values(":new", n(reserved + units));
             if let Some(r) = seen.reserved {
                 u = u.expression_attribute_values(":seen", n(r));
