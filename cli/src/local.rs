@@ -8,10 +8,11 @@ use grd::adapters::sqlite::SqliteStore;
 use grd::adapters::synthetic::Faults;
 use grd::app::ingest_jobs::ingest_lines;
 use grd::app::summary::summary;
+use grd::domain::node::{default_fleet, Node};
 use grd::domain::signal::SignalKind;
 use grd::domain::time::Hour;
 use grd::local::{ensure_fleet, open_pipeline, LocalSetup, SimClock};
-use grd::ports::Clock;
+use grd::ports::{Clock, NodeState, NodeStore};
 use serde_json::json;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -32,21 +33,49 @@ pub fn open_store(db: &Path) -> Result<Arc<SqliteStore>> {
 pub struct SubmitArgs {
     /// File of job lines, or `-` for stdin.
     pub file: String,
+    /// Send the jobs to a deployed stack's jobs queue instead of the local database.
+    #[arg(long)]
+    pub queue_url: Option<String>,
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
 }
 
-pub async fn submit(db: &Path, args: SubmitArgs) -> Result<ExitCode> {
-    let text = if args.file == "-" {
+fn read_input(file: &str) -> Result<String> {
+    if file == "-" {
         let mut s = String::new();
         std::io::stdin()
             .read_to_string(&mut s)
             .context("reading stdin")?;
-        s
+        Ok(s)
     } else {
-        std::fs::read_to_string(&args.file).with_context(|| format!("reading {}", args.file))?
-    };
+        std::fs::read_to_string(file).with_context(|| format!("reading {file}"))
+    }
+}
+
+#[cfg(not(feature = "aws"))]
+fn no_aws<T>(flag: &str) -> Result<T> {
+    bail!("{flag} needs AWS support: build grd with `--features aws` (cargo install --path cli --features aws)")
+}
+
+pub async fn submit(db: &Path, args: SubmitArgs) -> Result<ExitCode> {
+    let text = read_input(&args.file)?;
+    if let Some(url) = &args.queue_url {
+        #[cfg(feature = "aws")]
+        {
+            let clean = crate::remote::submit(url, &text, args.json).await?;
+            return Ok(if clean {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(EXIT_SOME_REJECTED)
+            });
+        }
+        #[cfg(not(feature = "aws"))]
+        {
+            let _ = url;
+            return no_aws("--queue-url");
+        }
+    }
     let store = open_store(db)?;
     let now = SimClock::load(&store, Hour::containing(Utc::now()).start())?.now();
     let report = ingest_lines(store.as_ref(), text.lines(), now).await?;
@@ -187,12 +216,27 @@ pub async fn run(db: &Path, args: RunArgs) -> Result<ExitCode> {
 
 #[derive(Args)]
 pub struct StatusArgs {
+    /// Read the dispatch records of a deployed stack (its dispatches table) instead.
+    #[arg(long)]
+    pub table: Option<String>,
     /// Print one JSON object instead of tables.
     #[arg(long)]
     pub json: bool,
 }
 
 pub async fn status(db: &Path, args: StatusArgs) -> Result<ExitCode> {
+    if let Some(table) = &args.table {
+        #[cfg(feature = "aws")]
+        {
+            crate::remote::status(table, args.json).await?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        #[cfg(not(feature = "aws"))]
+        {
+            let _ = table;
+            return no_aws("--table");
+        }
+    }
     if !db.exists() {
         bail!(
             "no database at {} (run `grd demo` or `grd run` first, or pass --db)",
@@ -229,5 +273,88 @@ pub async fn status(db: &Path, args: StatusArgs) -> Result<ExitCode> {
         println!("{}", console::render_summary(&totals));
         print!("{}", console::render_jobs(&view.jobs, 30));
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Args)]
+pub struct NodesArgs {
+    /// Add or update nodes first: a JSON file holding an array of nodes, or `default` /
+    /// `default:N` for the default fleet.
+    #[arg(long)]
+    pub load: Option<String>,
+    /// Work on a deployed stack's nodes table instead of the local database.
+    #[arg(long)]
+    pub table: Option<String>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Node definitions from a file (validated, each error naming the node and field) or the
+/// default fleet.
+pub fn load_nodes(spec: &str) -> Result<Vec<Node>> {
+    if let Some(rest) = spec.strip_prefix("default") {
+        let n = match rest.strip_prefix(':') {
+            None if rest.is_empty() => 6,
+            Some(n) => n
+                .parse()
+                .with_context(|| format!("--load {spec}: expected default:N"))?,
+            None => bail!("--load {spec}: expected a file, `default` or `default:N`"),
+        };
+        return Ok(default_fleet(n));
+    }
+    let text = std::fs::read_to_string(spec).with_context(|| format!("reading {spec}"))?;
+    let nodes: Vec<Node> = serde_json::from_str(&text)
+        .with_context(|| format!("{spec}: not a JSON array of nodes"))?;
+    for node in &nodes {
+        node.validate().with_context(|| spec.to_string())?;
+    }
+    Ok(nodes)
+}
+
+pub fn print_nodes(nodes: &[NodeState], as_json: bool) {
+    if as_json {
+        println!("{}", json!({ "nodes": nodes }));
+        return;
+    }
+    println!(
+        "{:<8} {:<20} {:<11} {:<14} {:>6} {:>8}  STATE",
+        "NODE", "NAME", "REGION", "MARKET", "UNITS", "$/C-HR*"
+    );
+    for s in nodes {
+        let n = &s.node;
+        println!(
+            "{:<8} {:<20} {:<11} {:<14} {:>6} {:>8.4}  {}",
+            n.id,
+            n.name,
+            n.region,
+            n.market,
+            n.capacity_units,
+            n.non_energy_usd_per_chr,
+            if s.drained { "drained" } else { "in service" }
+        );
+    }
+    println!("* non-energy cost per compute-hour; `grd status` shows current prices");
+}
+
+pub async fn nodes(db: &Path, args: NodesArgs) -> Result<ExitCode> {
+    let load = args.load.as_deref().map(load_nodes).transpose()?;
+    if let Some(table) = &args.table {
+        #[cfg(feature = "aws")]
+        {
+            crate::remote::nodes(table, load, args.json).await?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        #[cfg(not(feature = "aws"))]
+        {
+            let _ = (table, load);
+            return no_aws("--table");
+        }
+    }
+    let store = open_store(db)?;
+    for node in load.unwrap_or_default() {
+        store.put_node(&node).await?;
+    }
+    print_nodes(&store.nodes().await?, args.json);
     Ok(ExitCode::SUCCESS)
 }

@@ -3,6 +3,8 @@
 mod console;
 mod demo;
 mod local;
+#[cfg(feature = "aws")]
+mod remote;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -36,8 +38,10 @@ enum Command {
     Submit(local::SubmitArgs),
     /// Advance the local pipeline by simulated hours.
     Run(local::RunArgs),
-    /// Nodes, queue and jobs of the local pipeline.
+    /// Nodes, queue and jobs of the local pipeline (or a deployed stack's dispatch records).
     Status(local::StatusArgs),
+    /// List nodes, or add/update them (locally or in a deployed stack's nodes table).
+    Nodes(local::NodesArgs),
 }
 
 fn default_db() -> PathBuf {
@@ -78,6 +82,7 @@ fn main() -> ExitCode {
             Command::Submit(args) => local::submit(&db, args).await,
             Command::Run(args) => local::run(&db, args).await,
             Command::Status(args) => local::status(&db, args).await,
+            Command::Nodes(args) => local::nodes(&db, args).await,
         }
     });
     match result {
