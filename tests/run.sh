@@ -1,22 +1,42 @@
 #!/usr/bin/env bash
-# The whole test suite, from a fresh clone: formatting, lints, then every test.
-# Installs what the tests need (nothing beyond the pinned Rust toolchain yet) by itself.
+# The whole test suite, from a fresh clone. Installs what the tests need by itself (pinned
+# Python tools in target/tools/: moto, cfn-lint, the SAM CLI, cargo-lambda, zig), starts a
+# local AWS endpoint (moto) on a free loopback port, and stops it at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source tests/tools.sh
 
 step() { printf '\n==> %s\n' "$*"; }
+trap grd_moto_stop EXIT
 
 step "toolchain"
 cargo --version
 rustc --version
 
+step "tools (pinned, in target/tools)"
+grd_tools_venv
+grd_sam_venv
+
+step "template: cfn-lint (+ serverless rules), sam validate (--lint), role check"
+grd_lint_template
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
-step "cargo clippy --all-targets -D warnings"
-cargo clippy --workspace --all-targets --locked -- -D warnings
+step "cargo clippy -D warnings (with and without the aws features)"
+cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
+cargo clippy -p grd-cli --all-targets --locked -- -D warnings
 
-step "cargo test (unit, property, integration, CLI)"
-cargo test --workspace --locked
+step "local AWS endpoint (moto)"
+grd_moto_start
+
+step "cargo test: unit, property, integration, handlers, local endpoint, contract, CLI"
+cargo test --workspace --all-features --locked
+
+step "sam build: an arm64 bootstrap for every function"
+grd_sam_build
+
+step "the real function binaries under cargo lambda watch, invoked with the sample events"
+grd_lambda_e2e
 
 printf '\nall checks passed\n'
