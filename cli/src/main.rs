@@ -1,10 +1,12 @@
 //! `grd`: the operator command line of Geographic Resource Dispatch.
 
+mod bench;
 mod console;
 mod demo;
 mod local;
 #[cfg(feature = "aws")]
 mod remote;
+mod soak;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -42,6 +44,11 @@ enum Command {
     Status(local::StatusArgs),
     /// List nodes, or add/update them (locally or in a deployed stack's nodes table).
     Nodes(local::NodesArgs),
+    /// Every strategy on one generated instance: cost, lower bound, gap, misses, solve time.
+    Bench(bench::BenchArgs),
+    /// Load and soak run on the embedded store: many jobs, duplicates, malformed lines,
+    /// concurrent planners; audits for lost, doubled and overbooked work.
+    Soak(soak::SoakArgs),
 }
 
 fn default_db() -> PathBuf {
@@ -53,7 +60,7 @@ fn default_db() -> PathBuf {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let default_log = if matches!(cli.command, Command::Demo(_)) {
+    let default_log = if matches!(cli.command, Command::Demo(_) | Command::Soak(_)) {
         "error"
     } else {
         "warn"
@@ -83,6 +90,8 @@ fn main() -> ExitCode {
             Command::Run(args) => local::run(&db, args).await,
             Command::Status(args) => local::status(&db, args).await,
             Command::Nodes(args) => local::nodes(&db, args).await,
+            Command::Bench(args) => bench::bench(args),
+            Command::Soak(args) => tokio::task::block_in_place(|| soak::run(args)),
         }
     });
     match result {

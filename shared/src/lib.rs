@@ -7,6 +7,7 @@ pub mod adapters;
 pub mod app;
 #[cfg(feature = "aws")]
 pub mod aws;
+pub mod bench;
 pub mod domain;
 #[cfg(feature = "aws")]
 pub mod lambda;

@@ -9,6 +9,10 @@ use super::job::{Job, JobId, Priority};
 use super::time::{hours_f, Hour};
 use serde::{Deserialize, Serialize};
 
+#[path = "flow.rs"]
+pub mod flow;
+pub use flow::{lower_bound, lower_bound_of, penalty_per_chr, Bound};
+
 /// One node's view for planning: price and free units per slot from `PlanInput::now`.
 /// A slot the node cannot take work in (stale, drained, unknown price) has `free` 0.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -160,11 +164,12 @@ pub trait Strategy: Send + Sync {
     fn plan(&self, input: &PlanInput) -> Plan;
 }
 
-pub const STRATEGY_NAMES: [&str; 2] = ["optimized", "baseline-2019"];
+pub const STRATEGY_NAMES: [&str; 3] = ["optimized", "greedy-time-aware", "baseline-2019"];
 
 pub fn strategy_by_name(name: &str) -> Option<Box<dyn Strategy>> {
     match name {
         "baseline-2019" => Some(Box::new(Baseline2019)),
+        "greedy-time-aware" => Some(Box::new(GreedyTimeAware)),
         "optimized" => Some(Box::new(Optimized)),
         _ => None,
     }
@@ -178,8 +183,11 @@ fn priority_order(jobs: &[PlanJob]) -> Vec<usize> {
 }
 
 /// The mutable grid a strategy fills in.
+#[derive(Clone)]
 struct Grid {
     free: Vec<Vec<u32>>,
+    /// `prefix[n][s]`: sum of node n's prices over slots 0..s, for O(1) run costs.
+    prefix: Vec<Vec<f64>>,
 }
 
 impl Grid {
@@ -187,6 +195,39 @@ impl Grid {
         let h = input.horizon();
         Grid {
             free: input.nodes.iter().map(|n| n.free[..h].to_vec()).collect(),
+            prefix: input
+                .nodes
+                .iter()
+                .map(|n| {
+                    let mut acc = 0.0;
+                    std::iter::once(0.0)
+                        .chain(n.usd_per_chr[..h].iter().map(|p| {
+                            acc += p;
+                            acc
+                        }))
+                        .collect()
+                })
+                .collect(),
+        }
+    }
+
+    /// Cost of `job` on node `n` from `start`: whole slots from the prefix sums, the
+    /// partial last slot at its fraction.
+    fn cost(&self, input: &PlanInput, job: &PlanJob, n: usize, start: usize) -> f64 {
+        let k = job.slots();
+        let last = job.fractions[k - 1];
+        if job.fractions[..k - 1].iter().all(|&f| f == 1.0) {
+            let p = &self.prefix[n];
+            f64::from(job.units)
+                * (p[start + k - 1] - p[start] + last * input.nodes[n].usd_per_chr[start + k - 1])
+        } else {
+            input.cost(job, n, start)
+        }
+    }
+
+    fn release(&mut self, n: usize, start: usize, job: &PlanJob) {
+        for f in &mut self.free[n][start..start + job.slots()] {
+            *f += job.units;
         }
     }
 
@@ -278,7 +319,113 @@ pub const DEFER_SLACK_HOURS: i64 = 3;
 /// Time-aware greedy: jobs in priority order, each to the cheapest (node, start hour)
 /// over the horizon that has room for its whole run and meets its deadline. A job may
 /// wait for a cheaper hour; a less urgent job only ever gets what more urgent ones left.
+pub struct GreedyTimeAware;
+
+impl Strategy for GreedyTimeAware {
+    fn name(&self) -> &'static str {
+        "greedy-time-aware"
+    }
+
+    fn plan(&self, input: &PlanInput) -> Plan {
+        let mut grid = Grid::new(input);
+        let mut plan = Plan::default();
+        for i in priority_order(&input.jobs) {
+            place_cheapest(input, &mut grid, i, &mut plan);
+        }
+        plan
+    }
+}
+
+/// (cost, start, node) of a candidate spot.
+type Spot = (f64, usize, usize);
+
+/// The cheapest spot for job `i` on the grid as it stands, and the best spot per node.
+fn cheapest_spots(input: &PlanInput, grid: &Grid, nodes: &[usize], i: usize) -> Vec<Spot> {
+    let job = &input.jobs[i];
+    let horizon = input.horizon();
+    let slots = job.slots();
+    let mut best_per_node: Vec<Spot> = Vec::new();
+    if slots > horizon || input.starts == 0 {
+        return best_per_node;
+    }
+    let last_start = (job.latest_start as usize)
+        .min(horizon - slots)
+        .min(input.starts - 1);
+    for &n in nodes {
+        let run = grid.runs(n, job.units);
+        let mut node_best: Option<Spot> = None;
+        for (s, &room) in run.iter().enumerate().take(last_start + 1) {
+            // Waiting is a bet on the forecast: keep a few hours of slack so a stale feed
+            // or a more urgent arrival at the chosen hour does not cost the deadline.
+            if room < slots || (s > 0 && s as i64 + DEFER_SLACK_HOURS > job.latest_start) {
+                continue;
+            }
+            let c = grid.cost(input, job, n, s);
+            if node_best.is_none_or(|(bc, _, _)| c < bc - 1e-12) {
+                node_best = Some((c, s, n));
+            }
+        }
+        best_per_node.extend(node_best);
+    }
+    best_per_node
+}
+
+/// Cheapest first; ties go to the earlier start, then the first node.
+fn pick(spots: &[Spot]) -> Option<Spot> {
+    let mut best: Option<Spot> = None;
+    for &nb in spots {
+        if best.is_none_or(|(bc, bs, _)| nb.0 < bc - 1e-12 || (nb.0 <= bc + 1e-12 && nb.1 < bs)) {
+            best = Some(nb);
+        }
+    }
+    best
+}
+
+/// Places job `i` at its cheapest spot (or records why it cannot be placed).
+fn place_cheapest(input: &PlanInput, grid: &mut Grid, i: usize, plan: &mut Plan) -> bool {
+    let job = &input.jobs[i];
+    let nodes = match screen(input, job) {
+        Ok(n) => n,
+        Err(why) => {
+            plan.unplaced.push((job.id.clone(), why));
+            return false;
+        }
+    };
+    let spots = cheapest_spots(input, grid, &nodes, i);
+    match pick(&spots) {
+        Some((_, s, n)) => {
+            let runner_up = spots
+                .iter()
+                .filter(|(_, _, m)| *m != n)
+                .min_by(|a, b| a.0.total_cmp(&b.0))
+                .map(|&(c, s2, m)| Alternative {
+                    node_id: input.nodes[m].node_id.clone(),
+                    start: input.now.plus(s2 as i64),
+                    cost_usd: c,
+                });
+            grid.reserve(n, s, job);
+            plan.placements.push(placement(input, job, n, s, runner_up));
+            true
+        }
+        None => {
+            plan.unplaced
+                .push((job.id.clone(), Unplaced::NoCapacityBeforeDeadline));
+            false
+        }
+    }
+}
+
+/// `optimized`: priority level by priority level (most urgent first), the level's jobs are
+/// placed greedily (cheapest spot each, as `greedy-time-aware`) in several orders, and the
+/// level keeps the order that leaves the least work unplaced, then costs least; then a
+/// local search moves single jobs of that level to a cheaper spot while one opens up. A level's outcome depends only on the grid the more urgent levels left and on
+/// its own jobs, so a less urgent job never displaces a more urgent one.
 pub struct Optimized;
+
+/// Orders tried per priority level.
+const ORDERS: usize = 4;
+/// Rounds of the local search per level.
+const LOCAL_SEARCH_ROUNDS: usize = 2;
 
 impl Strategy for Optimized {
     fn name(&self) -> &'static str {
@@ -287,72 +434,169 @@ impl Strategy for Optimized {
 
     fn plan(&self, input: &PlanInput) -> Plan {
         let mut grid = Grid::new(input);
-        let horizon = input.horizon();
         let mut plan = Plan::default();
-        for i in priority_order(&input.jobs) {
-            let job = &input.jobs[i];
-            let nodes = match screen(input, job) {
-                Ok(n) => n,
-                Err(why) => {
-                    plan.unplaced.push((job.id.clone(), why));
-                    continue;
+        let order = priority_order(&input.jobs);
+        let mut lo = 0;
+        while lo < order.len() {
+            let prio = input.jobs[order[lo]].priority;
+            let hi = lo + order[lo..].partition_point(|&i| input.jobs[i].priority == prio);
+            let level = &order[lo..hi];
+            let mut best: Option<(f64, f64, Grid, Plan)> = None;
+            for k in 0..ORDERS {
+                let ordered = level_order(input, &grid, level, k);
+                let mut g = grid.clone();
+                let mut p = Plan::default();
+                for &i in &ordered {
+                    place_cheapest(input, &mut g, i, &mut p);
                 }
-            };
-            let slots = job.slots();
-            let last_start = (job.latest_start as usize)
-                .min(horizon.saturating_sub(slots))
-                .min(input.starts.saturating_sub(1));
-            // (cost, start, node), cheapest first; ties go to the earlier start.
-            let mut best: Option<(f64, usize, usize)> = None;
-            let mut best_per_node: Vec<(f64, usize, usize)> = Vec::new();
-            if slots <= horizon {
-                for &n in &nodes {
-                    let run = grid.runs(n, job.units);
-                    let mut node_best: Option<(f64, usize, usize)> = None;
-                    for (s, &room) in run.iter().enumerate().take(last_start + 1) {
-                        // Waiting is a bet on the forecast: keep a few hours of slack so a
-                        // stale feed or a more urgent arrival at the chosen hour does not
-                        // cost the deadline.
-                        if room < slots
-                            || (s > 0 && s as i64 + DEFER_SLACK_HOURS > job.latest_start)
-                        {
-                            continue;
-                        }
-                        let c = input.cost(job, n, s);
-                        if node_best.is_none_or(|(bc, _, _)| c < bc - 1e-12) {
-                            node_best = Some((c, s, n));
-                        }
-                    }
-                    if let Some(nb) = node_best {
-                        best_per_node.push(nb);
-                        if best.is_none_or(|(bc, bs, _)| {
-                            nb.0 < bc - 1e-12 || (nb.0 <= bc + 1e-12 && nb.1 < bs)
-                        }) {
-                            best = Some(nb);
-                        }
-                    }
-                }
-            }
-            match best {
-                Some((_, s, n)) => {
-                    let runner_up = best_per_node
-                        .iter()
-                        .filter(|(_, _, m)| *m != n)
-                        .min_by(|a, b| a.0.total_cmp(&b.0))
-                        .map(|&(c, s2, m)| Alternative {
-                            node_id: input.nodes[m].node_id.clone(),
-                            start: input.now.plus(s2 as i64),
-                            cost_usd: c,
-                        });
-                    grid.reserve(n, s, job);
-                    plan.placements.push(placement(input, job, n, s, runner_up));
-                }
-                None => plan
+                let unplaced_chr: f64 = p
                     .unplaced
-                    .push((job.id.clone(), Unplaced::NoCapacityBeforeDeadline)),
+                    .iter()
+                    .filter(|(_, why)| !why.is_final())
+                    .map(|(id, _)| {
+                        level
+                            .iter()
+                            .find(|&&i| &input.jobs[i].id == id)
+                            .map_or(0.0, |&i| chr(&input.jobs[i]))
+                    })
+                    .sum();
+                let cost = p.total_cost();
+                if best.as_ref().is_none_or(|(bu, bc, _, _)| {
+                    unplaced_chr < bu - 1e-9 || (unplaced_chr <= bu + 1e-9 && cost < bc - 1e-9)
+                }) {
+                    best = Some((unplaced_chr, cost, g, p));
+                }
             }
+            if let Some((_, _, mut g, mut p)) = best {
+                local_search(input, &mut g, &mut p);
+                grid = g;
+                plan.placements.extend(p.placements);
+                plan.unplaced.extend(p.unplaced);
+            }
+            lo = hi;
         }
         plan
+    }
+}
+
+fn chr(job: &PlanJob) -> f64 {
+    f64::from(job.units) * job.fractions.iter().sum::<f64>()
+}
+
+/// The k-th order tried for one priority level.
+fn level_order(input: &PlanInput, grid: &Grid, level: &[usize], k: usize) -> Vec<usize> {
+    let jobs = &input.jobs;
+    let mut v = level.to_vec();
+    match k {
+        // Earliest deadline first (greedy-time-aware's order).
+        0 => {}
+        // Biggest first: large runs are the hardest to fit.
+        1 => v.sort_by(|&a, &b| {
+            chr(&jobs[b])
+                .total_cmp(&chr(&jobs[a]))
+                .then(jobs[a].latest_start.cmp(&jobs[b].latest_start))
+                .then(jobs[a].seq.cmp(&jobs[b].seq))
+        }),
+        // Most to lose first: regret = second-best node's cost minus the best, per c-hr.
+        2 => {
+            let regret: Vec<f64> = v
+                .iter()
+                .map(|&i| {
+                    let nodes = screen(input, &jobs[i]).unwrap_or_default();
+                    let mut c: Vec<f64> = cheapest_spots(input, grid, &nodes, i)
+                        .iter()
+                        .map(|s| s.0)
+                        .collect();
+                    c.sort_by(f64::total_cmp);
+                    match c.len() {
+                        0 => f64::INFINITY,
+                        1 => 1e6,
+                        _ => c[1] - c[0],
+                    }
+                })
+                .collect();
+            let mut idx: Vec<usize> = (0..v.len()).collect();
+            idx.sort_by(|&a, &b| {
+                regret[b]
+                    .total_cmp(&regret[a])
+                    .then(jobs[v[a]].seq.cmp(&jobs[v[b]].seq))
+            });
+            v = idx.into_iter().map(|a| v[a]).collect();
+        }
+        // Least freedom first: shortest window per slot of run, then the widest.
+        _ => v.sort_by(|&a, &b| {
+            let fa = jobs[a].latest_start - jobs[a].slots() as i64;
+            let fb = jobs[b].latest_start - jobs[b].slots() as i64;
+            fa.cmp(&fb)
+                .then(jobs[b].units.cmp(&jobs[a].units))
+                .then(jobs[a].seq.cmp(&jobs[b].seq))
+        }),
+    }
+    v
+}
+
+/// Moves single placed jobs to a cheaper spot when one opened (after another move); keeps
+/// every change that lowers the cost.
+fn local_search(input: &PlanInput, grid: &mut Grid, plan: &mut Plan) {
+    let index: std::collections::HashMap<&JobId, usize> = input
+        .jobs
+        .iter()
+        .enumerate()
+        .map(|(i, j)| (&j.id, i))
+        .collect();
+    let node_ix: std::collections::HashMap<&str, usize> = input
+        .nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.node_id.as_str(), i))
+        .collect();
+    // Placed: (job index, node, start).
+    let mut placed: Vec<(usize, usize, usize)> = plan
+        .placements
+        .iter()
+        .map(|p| {
+            (
+                index[&p.job_id],
+                node_ix[p.node_id.as_str()],
+                input.now.until(p.start) as usize,
+            )
+        })
+        .collect();
+    for _ in 0..LOCAL_SEARCH_ROUNDS {
+        let mut improved = false;
+        for slot in placed.iter_mut() {
+            let (i, n, s) = *slot;
+            let job = &input.jobs[i];
+            let here = grid.cost(input, job, n, s);
+            grid.release(n, s, job);
+            let nodes = screen(input, job).unwrap_or_default();
+            let best = pick(&cheapest_spots(input, grid, &nodes, i));
+            match best {
+                Some((c, s2, n2)) if c < here - 1e-9 => {
+                    grid.reserve(n2, s2, job);
+                    *slot = (i, n2, s2);
+                    improved = true;
+                }
+                _ => grid.reserve(n, s, job),
+            }
+        }
+        if !improved {
+            break;
+        }
+    }
+    let by_job: std::collections::HashMap<usize, (usize, usize)> =
+        placed.iter().map(|&(i, n, s)| (i, (n, s))).collect();
+    for p in &mut plan.placements {
+        let i = index[&p.job_id];
+        let (n, s) = by_job[&i];
+        let moved = node_ix[p.node_id.as_str()] != n || input.now.until(p.start) as usize != s;
+        if moved {
+            let runner_up = p
+                .runner_up
+                .take()
+                .filter(|r| r.node_id != input.nodes[n].node_id);
+            *p = placement(input, &input.jobs[i], n, s, runner_up);
+        }
     }
 }
 
@@ -418,7 +662,7 @@ mod tests {
             .placements
             .iter()
             .all(|p| p.node_id == "b" && p.start == Hour(100)));
-        let opt = Optimized.plan(&input);
+        let opt = GreedyTimeAware.plan(&input);
         let of = |id: &str| {
             opt.placements
                 .iter()

@@ -1,6 +1,7 @@
 //! The embedded local mode: the same use cases in one process on SQLite, on a clock that
 //! can run faster than real time.
 
+pub mod soak;
 pub mod workload;
 
 use crate::adapters::csv_replay::ReplaySource;
