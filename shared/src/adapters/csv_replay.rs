@@ -317,3 +317,36 @@ mod tests {
         assert!(ReplaySource::new("n1", SignalKind::Price, "garbage\n", start, 48).is_err());
     }
 }
+
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(1000))]
+
+        /// Any text: every non-blank, non-comment line is parsed or rejected, nothing panics,
+        /// and what parses passes the physical checks.
+        #[test]
+        fn any_text_is_parsed_or_rejected_line_by_line(lines in prop::collection::vec(".{0,80}", 0..20),
+                                                        weather in any::<bool>()) {
+            let text = lines.join("\n");
+            let kind = if weather { SignalKind::Weather } else { SignalKind::Price };
+            let (rows, bad) = parse(kind, &text);
+            for r in &rows {
+                prop_assert!(r.reading.check().is_ok());
+            }
+            let counted = text.lines().filter(|l| !l.trim().is_empty() && !l.trim().starts_with('#')).count();
+            prop_assert!(rows.len() + bad.len() <= counted && rows.len() + bad.len() + 1 >= counted);
+        }
+
+        #[test]
+        fn numeric_rows_with_any_values(t in any::<f64>(), rh in any::<f64>(), p in any::<f64>()) {
+            let (rows, bad) = parse(SignalKind::Weather, &format!("2026-01-01T00:00:00Z,{t},{rh}"));
+            prop_assert_eq!(rows.len() + bad.len(), 1);
+            let (rows, bad) = parse(SignalKind::Price, &format!("2026-01-01T00:00:00Z,{p},{p}"));
+            prop_assert_eq!(rows.len() + bad.len(), 1);
+        }
+    }
+}

@@ -358,3 +358,62 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn json_value() -> impl proptest::strategy::Strategy<Value = serde_json::Value> {
+        let leaf = prop_oneof![
+            Just(serde_json::Value::Null),
+            any::<bool>().prop_map(serde_json::Value::from),
+            any::<i64>().prop_map(serde_json::Value::from),
+            any::<f64>().prop_map(|f| serde_json::Number::from_f64(f)
+                .map_or(serde_json::Value::Null, serde_json::Value::Number)),
+            ".{0,40}".prop_map(serde_json::Value::from),
+        ];
+        leaf.prop_recursive(3, 16, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(serde_json::Value::from),
+                prop::collection::hash_map(".{0,12}", inner, 0..4)
+                    .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        /// Any bytes: a job or a typed error, never a panic.
+        #[test]
+        fn arbitrary_text_never_panics(line in ".{0,300}") {
+            let _ = Job::parse_line(&line);
+        }
+
+        /// Job-shaped objects with any values in any field: parsed jobs are always valid.
+        #[test]
+        fn job_shaped_values_parse_to_valid_jobs_or_name_a_field(
+            id in json_value(), priority in json_value(), hours in json_value(),
+            units in json_value(), deadline in json_value(), regions in json_value()
+        ) {
+            let line = serde_json::json!({
+                "id": id, "priority": priority, "compute_hours": hours,
+                "units": units, "deadline": deadline, "regions": regions,
+            })
+            .to_string();
+            match Job::parse_line(&line) {
+                Ok(job) => {
+                    prop_assert!(job.compute_hours > 0.0 && job.compute_hours <= MAX_COMPUTE_HOURS);
+                    prop_assert!(job.units >= 1 && job.priority.get() <= 9);
+                    prop_assert!(!job.id.as_str().is_empty() && job.id.as_str().len() <= 128);
+                    prop_assert!(job.slots() >= 1);
+                }
+                Err(JobError::Field { field, .. }) => {
+                    prop_assert!(["id", "priority", "compute_hours", "units", "deadline", "regions"].contains(&field));
+                }
+                Err(other) => prop_assert!(false, "unexpected error kind {other:?}"),
+            }
+        }
+    }
+}
