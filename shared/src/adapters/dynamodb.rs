@@ -308,59 +308,56 @@ impl DynamoStore {
         Ok(out)
     }
 
-    /// Every job (a Scan: for operators' tools, not the functions' hot path).
-    pub async fn scan_jobs(&self) -> Result<Vec<JobRecord>, StoreError> {
-        let mut out = Vec::new();
+    /// Every item of a table, all pages (a Scan: for operators' tools, never the functions).
+    async fn scan_all(&self, table: &str) -> Result<Vec<Item>, StoreError> {
+        let mut items = Vec::new();
         let mut start: Option<Item> = None;
         loop {
             let res = self
                 .client
                 .scan()
-                .table_name(self.backlog()?)
+                .table_name(table)
                 .set_exclusive_start_key(start.take())
                 .send()
                 .await
                 .map_err(|e| backend("scan", e))?;
-            for item in res.items() {
-                out.push(
-                    serde_dynamo::from_item::<_, JobItem>(item.clone())
-                        .map_err(corrupt)?
-                        .record()?,
-                );
-            }
+            items.extend(res.items().iter().cloned());
             match res.last_evaluated_key() {
                 Some(k) if !k.is_empty() => start = Some(k.clone()),
-                _ => break,
+                _ => return Ok(items),
             }
         }
+    }
+
+    /// Every job, in acceptance order.
+    pub async fn scan_jobs(&self) -> Result<Vec<JobRecord>, StoreError> {
+        let mut out = self
+            .scan_all(self.backlog()?)
+            .await?
+            .into_iter()
+            .map(|item| {
+                serde_dynamo::from_item::<_, JobItem>(item)
+                    .map_err(corrupt)?
+                    .record()
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         out.sort_by_key(|r| r.seq);
         Ok(out)
     }
 
     /// Every dispatch record of the dispatches table (for `grd status --table`).
     pub async fn scan_dispatches(&self) -> Result<Vec<Dispatch>, StoreError> {
-        let mut out = Vec::new();
-        let mut start: Option<Item> = None;
-        loop {
-            let res = self
-                .client
-                .scan()
-                .table_name(self.dispatches()?)
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| backend("scan", e))?;
-            for item in res.items() {
+        let mut out = self
+            .scan_all(self.dispatches()?)
+            .await?
+            .iter()
+            .map(|item| {
                 let body =
                     text(item, "body").ok_or_else(|| corrupt("dispatch item without body"))?;
-                out.push(serde_json::from_str(body).map_err(corrupt)?);
-            }
-            match res.last_evaluated_key() {
-                Some(k) if !k.is_empty() => start = Some(k.clone()),
-                _ => break,
-            }
-        }
-        out.sort_by(|a: &Dispatch, b| (a.start, &a.job_id).cmp(&(b.start, &b.job_id)));
+                serde_json::from_str(body).map_err(corrupt)
+            })
+            .collect::<Result<Vec<Dispatch>, _>>()?;
+        out.sort_by(|a, b| (a.start, &a.job_id).cmp(&(b.start, &b.job_id)));
         Ok(out)
     }
 

@@ -104,12 +104,19 @@ pub async fn plan<S: Backlog + DispatchLog + NodeStore>(
     horizon: u32,
 ) -> Result<PlanReport, crate::ports::StoreError> {
     let report = plan_dispatch(store, strategy, now, horizon).await?;
-    let chr: f64 = report
+    // Unit-hours reserved (whole slots); adding 0.0 turns an empty sum's -0.0 into 0.
+    let unit_hours = report
         .committed
         .iter()
         .map(|d| f64::from(d.units) * f64::from(d.slots))
-        .sum();
-    let cost: f64 = report.committed.iter().map(|d| d.planned_cost_usd).sum();
+        .sum::<f64>()
+        + 0.0;
+    let cost = report
+        .committed
+        .iter()
+        .map(|d| d.planned_cost_usd)
+        .sum::<f64>()
+        + 0.0;
     tracing::info!(
         dispatched = report.committed.len(),
         deferred = report.deferred,
@@ -119,7 +126,7 @@ pub async fn plan<S: Backlog + DispatchLog + NodeStore>(
     );
     metrics::emit(&[
         ("JobsDispatched", report.committed.len() as f64),
-        ("DispatchedComputeHours", chr),
+        ("ReservedUnitHours", unit_hours),
         ("DispatchedCostUsd", cost),
         ("JobsExpired", report.expired.len() as f64),
         ("PlanConflicts", report.conflicts as f64),
