@@ -95,6 +95,22 @@ where
         .is_some_and(|c| c == "ConditionalCheckFailedException")
 }
 
+/// The outcome of a conditional write: true if it was applied, false if its condition did
+/// not hold, an error for anything else.
+fn applied<T, E>(
+    what: &str,
+    res: Result<T, aws_sdk_dynamodb::error::SdkError<E>>,
+) -> Result<bool, StoreError>
+where
+    E: std::error::Error + aws_sdk_dynamodb::error::ProvideErrorMetadata + 'static,
+{
+    match res {
+        Ok(_) => Ok(true),
+        Err(e) if is_condition_failure(&e) => Ok(false),
+        Err(e) => Err(backend(what, e)),
+    }
+}
+
 #[derive(Debug, Serialize, Deserialize)]
 struct SignalItem {
     node_id: String,
@@ -374,11 +390,7 @@ impl DynamoStore {
             .expression_attribute_values(":d", AV::Bool(drained))
             .send()
             .await;
-        match res {
-            Ok(_) => Ok(true),
-            Err(e) if is_condition_failure(&e) => Ok(false),
-            Err(e) => Err(backend("update node", e)),
-        }
+        applied("update node", res)
     }
 }
 
@@ -403,25 +415,22 @@ impl SignalStore for DynamoStore {
             .expression_attribute_values(":ts", n(item.source_ts))
             .send()
             .await;
-        match res {
-            Ok(_) => Ok(Stored::Accepted),
-            Err(e) if is_condition_failure(&e) => {
-                // Tell a duplicate from an out-of-order resend by the stored timestamp.
-                let stored = self
-                    .query_all(table, "node_id", &obs.node_id, None)
-                    .await?
-                    .into_iter()
-                    .find(|i| text(i, "sk") == Some(item.sk.as_str()))
-                    .and_then(|i| num::<i64>(&i, "source_ts"))
-                    .map(from_ts)
-                    .transpose()?;
-                Ok(match supersedes(stored, obs.source_ts) {
-                    Err(why) => Stored::Refused(why),
-                    Ok(()) => Stored::Refused(crate::domain::signal::Rejection::OutOfOrder),
-                })
-            }
-            Err(e) => Err(backend("put signal", e)),
+        if applied("put signal", res)? {
+            return Ok(Stored::Accepted);
         }
+        // Tell a duplicate from an out-of-order resend by the stored timestamp.
+        let stored = self
+            .query_all(table, "node_id", &obs.node_id, None)
+            .await?
+            .into_iter()
+            .find(|i| text(i, "sk") == Some(item.sk.as_str()))
+            .and_then(|i| num::<i64>(&i, "source_ts"))
+            .map(from_ts)
+            .transpose()?;
+        Ok(match supersedes(stored, obs.source_ts) {
+            Err(why) => Stored::Refused(why),
+            Ok(()) => Stored::Refused(crate::domain::signal::Rejection::OutOfOrder),
+        })
     }
 
     async fn put_forecast(&self, fc: &Forecast) -> Result<usize, StoreError> {
@@ -452,11 +461,11 @@ impl SignalStore for DynamoStore {
             .expression_attribute_values(":ts", n(item.source_ts))
             .send()
             .await;
-        match res {
-            Ok(_) => Ok(points.len()),
-            Err(e) if is_condition_failure(&e) => Ok(0),
-            Err(e) => Err(backend("put forecast", e)),
-        }
+        Ok(if applied("put forecast", res)? {
+            points.len()
+        } else {
+            0
+        })
     }
 
     async fn node_signals(
@@ -577,11 +586,7 @@ impl NodeStore for DynamoStore {
                         .await
                 }
             };
-            match res {
-                Ok(_) => {}
-                Err(e) if is_condition_failure(&e) => {}
-                Err(e) => return Err(backend("put price", e)),
-            }
+            applied("put price", res)?;
             h = h.plus(1);
         }
         Ok(())
@@ -624,11 +629,11 @@ impl Backlog for DynamoStore {
             .condition_expression("attribute_not_exists(job_id)")
             .send()
             .await;
-        match res {
-            Ok(_) => Ok(Added::Accepted),
-            Err(e) if is_condition_failure(&e) => Ok(Added::Duplicate),
-            Err(e) => Err(backend("put job", e)),
-        }
+        Ok(if applied("put job", res)? {
+            Added::Accepted
+        } else {
+            Added::Duplicate
+        })
     }
 
     async fn jobs_with_status(&self, status: JobStatus) -> Result<Vec<JobRecord>, StoreError> {
@@ -667,11 +672,7 @@ impl Backlog for DynamoStore {
             .expression_attribute_values(":t", n(at.timestamp()))
             .send()
             .await;
-        match res {
-            Ok(_) => Ok(true),
-            Err(e) if is_condition_failure(&e) => Ok(false),
-            Err(e) => Err(backend("close job", e)),
-        }
+        applied("close job", res)
     }
 }
 
@@ -879,10 +880,8 @@ impl DispatchLog for DynamoStore {
                 .expression_attribute_values(":t", n(at.timestamp()))
                 .send()
                 .await;
-            match res {
-                Ok(_) => done += 1,
-                Err(e) if is_condition_failure(&e) => {}
-                Err(e) => return Err(backend("complete job", e)),
+            if applied("complete job", res)? {
+                done += 1;
             }
         }
         Ok(done)
