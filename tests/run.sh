@@ -16,8 +16,9 @@ rustc --version
 step "tools (pinned, in target/tools)"
 grd_tools_venv
 grd_sam_venv
+grd_checkov_venv
 
-step "template: cfn-lint (+ serverless rules), sam validate (--lint), role check"
+step "template: cfn-lint (+ serverless rules), sam validate (--lint), checkov, role check"
 grd_lint_template
 
 step "cargo fmt --check"

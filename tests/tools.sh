@@ -4,8 +4,11 @@
 #
 #   grd_tools_venv        cfn-lint, cfn-lint-serverless, moto[server]   -> target/tools/venv
 #   grd_sam_venv          aws-sam-cli, cargo-lambda, ziglang            -> target/tools/sam-venv
+#   grd_checkov_venv      checkov                                       -> target/tools/checkov-venv
 #   grd_lint_template     cfn-lint (plain and serverless rules), sam validate (--lint and plain),
-#                         then grd_check_roles
+#                         grd_checkov, then grd_check_roles
+#   grd_checkov           checkov's CloudFormation policies on the template, with the skips
+#                         and their reasons in infra/checkov.yaml; zero failures
 #   grd_check_roles       least-privilege check of the functions' roles in SAM's translated template
 #   grd_moto_start        moto_server on a free loopback port; exports AWS_ENDPOINT_URL and friends
 #   grd_moto_stop         stops it; safe to call twice or from a trap: trap grd_moto_stop EXIT
@@ -25,11 +28,14 @@ GRD_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 GRD_TOOLS_DIR="$GRD_ROOT/target/tools"
 GRD_TOOLS_VENV="$GRD_TOOLS_DIR/venv"
 GRD_SAM_VENV="$GRD_TOOLS_DIR/sam-venv"
+GRD_CHECKOV_VENV="$GRD_TOOLS_DIR/checkov-venv"
 GRD_TEMPLATE="infra/template.yaml" # repo-relative: samconfig.toml names the same path
 
 # aws-sam-cli pins its own boto3 and cfn-lint, so it lives apart from moto and the linters.
 GRD_TOOLS_PINS=(cfn-lint==1.58.0 cfn-lint-serverless==0.3.6 'moto[server]==5.2.5')
 GRD_SAM_PINS=(aws-sam-cli==1.170.0 cargo-lambda==1.9.2 ziglang==0.17.1)
+# checkov brings many pinned libraries of its own (boto3, pydantic, ...): a third venv.
+GRD_CHECKOV_PINS=(checkov==3.3.30)
 
 _grd_log() { printf '[tools] %s\n' "$*" >&2; }
 
@@ -63,6 +69,21 @@ grd_tools_venv() { _grd_venv "$GRD_TOOLS_VENV" "${GRD_TOOLS_PINS[@]}"; }
 
 grd_sam_venv() { _grd_venv "$GRD_SAM_VENV" "${GRD_SAM_PINS[@]}"; }
 
+grd_checkov_venv() { _grd_venv "$GRD_CHECKOV_VENV" "${GRD_CHECKOV_PINS[@]}"; }
+
+# checkov with no network: no policy download, no mapping of check ids to the vendor's
+# guideline ids (it would try to reach the vendor's API otherwise).
+grd_checkov() {
+    [[ -x "$GRD_CHECKOV_VENV/bin/checkov" ]] || grd_checkov_venv || return 1
+    _grd_log "checkov -f $GRD_TEMPLATE --config-file infra/checkov.yaml"
+    (
+        cd "$GRD_ROOT" || exit 1
+        BC_SKIP_MAPPING=TRUE \
+            "$GRD_CHECKOV_VENV/bin/checkov" -f "$GRD_TEMPLATE" --config-file infra/checkov.yaml \
+            </dev/null
+    )
+}
+
 # Runs all four checks (they catch different things) and fails if any reports an error or a
 # warning: the template is kept clean, and each suppression is justified in it.
 grd_lint_template() {
@@ -87,6 +108,7 @@ grd_lint_template() {
         "$GRD_SAM_VENV/bin/sam" validate </dev/null || fail=1
         exit "$fail"
     ) || rc=1
+    grd_checkov || rc=1
     grd_check_roles || rc=1
     if ((rc)); then _grd_log "template lint FAILED"; else _grd_log "template lint clean"; fi
     return "$rc"
