@@ -240,3 +240,67 @@ fn a_killed_run_resumes_without_losing_or_doubling_anything() {
         "{by_status:?}"
     );
 }
+
+/// Planners in separate processes racing on one database, while more jobs arrive from other
+/// processes: every accepted job is in exactly one state, reservations equal the dispatches
+/// that cover them and no node-hour is reserved beyond its capacity.
+#[test]
+fn concurrent_processes_never_overbook_or_lose_a_job() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("grd.db");
+    let out = grd(&db, &["run", "--hours", "1", "--seed", "3"]);
+    assert!(out.status.success());
+    let out = grd_stdin(
+        &db,
+        &["submit", "-", "--json"],
+        &job_lines("p", 200, "2099-01-01T00:00:00Z"),
+    );
+    assert_eq!(last_json(&out)["accepted"], 200);
+
+    let spawn = |args: &[&str], input: Option<String>| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_grd"))
+            .arg("--db")
+            .arg(&db)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        if let Some(text) = input {
+            stdin.write_all(text.as_bytes()).unwrap();
+        }
+        drop(stdin);
+        child
+    };
+    let mut children: Vec<_> = (0..4)
+        .map(|_| spawn(&["run", "--hours", "24"], None))
+        .collect();
+    for batch in ["q", "r"] {
+        children.push(spawn(
+            &["submit", "-", "--json"],
+            Some(job_lines(batch, 100, "2099-01-01T00:00:00Z")),
+        ));
+    }
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let store = SqliteStore::open(&db).unwrap();
+    let by_status = rt.block_on(check_invariants(&store));
+    assert_eq!(by_status.values().sum::<usize>(), 400, "{by_status:?}");
+    let placed = by_status.get(&JobStatus::Dispatched).copied().unwrap_or(0)
+        + by_status.get(&JobStatus::Completed).copied().unwrap_or(0);
+    assert!(
+        placed > 0,
+        "the racing planners placed nothing: {by_status:?}"
+    );
+}
