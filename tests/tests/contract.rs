@@ -13,9 +13,11 @@ use aws_sdk_dynamodb::error::BoxError;
 use chrono::{Duration, Utc};
 use grd::adapters::dynamodb::{DynamoStore, Tables};
 use grd::adapters::s3::S3Archive;
+use grd::adapters::s3_replay::S3Replay;
 use grd::adapters::synthetic::{Faults, Stream, SyntheticSource};
 use grd::domain::node::default_fleet;
 use grd::domain::plan::strategy_by_name;
+use grd::domain::signal::SignalKind;
 use grd::lambda::config::{self, DispatchConfig, FetchConfig, PriceConfig};
 use grd::lambda::dispatch_jobs::{self, Invocation};
 use grd::lambda::{fetch, price_nodes};
@@ -120,6 +122,20 @@ impl aws_sdk_s3::config::Intercept for S3Recorder {
                 "s3:PutObject".into(),
                 format!("{}/{prefix}/*", i.bucket().unwrap_or_default()),
             ));
+        } else if let Some(i) = ctx
+            .input()
+            .downcast_ref::<aws_sdk_s3::operation::get_object::GetObjectInput>()
+        {
+            let prefix = i
+                .key()
+                .unwrap_or_default()
+                .split('/')
+                .next()
+                .unwrap_or_default();
+            calls.insert((
+                "s3:GetObject".into(),
+                format!("{}/{prefix}/*", i.bucket().unwrap_or_default()),
+            ));
         } else {
             calls.insert(("s3:UNRECOGNISED".into(), "?".into()));
         }
@@ -131,6 +147,9 @@ struct Recording {
     calls: Calls,
     store: DynamoStore,
     archive: S3Archive,
+    /// The recorded S3 client and the raw bucket, for sources that read from it.
+    s3: aws_sdk_s3::Client,
+    bucket: String,
     /// Physical name -> the env variable that names it.
     names: HashMap<String, &'static str>,
 }
@@ -189,7 +208,9 @@ async fn recording(tables_for: &[&'static str]) -> Recording {
     Recording {
         calls,
         store: DynamoStore::new(ddb, given),
-        archive: S3Archive::new(s3, bucket),
+        archive: S3Archive::new(s3.clone(), bucket.clone()),
+        s3,
+        bucket,
         names,
     }
 }
@@ -373,25 +394,80 @@ fn template() -> Value {
     serde_yaml::from_str(TEMPLATE).unwrap()
 }
 
+/// Three days of hourly rows in the replay formats.
+fn replay_csv(kind: SignalKind) -> String {
+    let mut text = match kind {
+        SignalKind::Weather => "timestamp,temp_c,rh_pct\n".to_string(),
+        SignalKind::Price => "timestamp,price_usd_per_mwh,forecast_usd_per_mwh\n".to_string(),
+    };
+    for h in 0..72 {
+        let ts = format!("2024-01-{:02}T{:02}:00:00Z", 1 + h / 24, h % 24);
+        match kind {
+            SignalKind::Weather => text += &format!("{ts},{},{}\n", 5 + h % 10, 40 + h % 30),
+            SignalKind::Price => text += &format!("{ts},{},{}\n", 30 + h % 20, 31 + h % 20),
+        }
+    }
+    text
+}
+
 #[tokio::test]
 async fn fetch_functions_match_their_roles() {
-    for (logical, stream) in [
-        ("FetchWeatherFunction", Stream::Weather),
-        ("FetchPricesFunction", Stream::Price),
+    for (logical, kind) in [
+        ("FetchWeatherFunction", SignalKind::Weather),
+        ("FetchPricesFunction", SignalKind::Price),
     ] {
         let rec = recording(&[config::SIGNALS_TABLE, config::NODES_TABLE]).await;
-        let sources: Vec<Arc<dyn SignalSource>> =
-            vec![Arc::new(SyntheticSource::new(stream, 1, 48, Faults::NONE))];
-        fetch::handle(&rec.store, &rec.archive, &sources, Utc::now(), later())
-            .await
-            .unwrap();
-        // Again: every record is now a duplicate (the refusal path reads the stored item).
-        fetch::handle(&rec.store, &rec.archive, &sources, Utc::now(), later())
-            .await
-            .unwrap();
+        let plain = grd::aws::s3_client(&sdk().await);
+        for node in default_fleet(2) {
+            let source = replay_source(kind, &rec);
+            plain
+                .put_object()
+                .bucket(&rec.bucket)
+                .key(source.key(&node.id))
+                .body(replay_csv(kind).into_bytes().into())
+                .send()
+                .await
+                .unwrap();
+        }
+        // Every configurable source, each run twice: the second time every record is a
+        // duplicate (the refusal path reads the stored item).
+        // Replay first, while nothing newer is stored for these nodes.
+        for choice in [
+            config::SourceChoice::Replay,
+            config::SourceChoice::Synthetic { seed: 1 },
+        ] {
+            let conf = FetchConfig {
+                nodes_table: String::new(),
+                signals_table: String::new(),
+                raw_bucket: rec.bucket.clone(),
+                horizon: 48,
+                source: choice.clone(),
+            };
+            let sources = fetch::sources(&conf, kind, &rec.s3);
+            for round in 0..2 {
+                let report = fetch::handle(&rec.store, &rec.archive, &sources, Utc::now(), later())
+                    .await
+                    .unwrap();
+                assert_eq!(report.failed(), 0, "{choice:?}: {report:?}");
+                let accepted: usize = report.sources.values().map(|s| s.accepted).sum();
+                if choice == config::SourceChoice::Replay {
+                    assert_eq!(accepted > 0, round == 0, "{report:?}");
+                }
+            }
+        }
         let f = function(&template(), logical);
         check(logical, &f, &rec.by_variable(), FetchConfig::VARS, &LOGS);
     }
+}
+
+fn replay_source(kind: SignalKind, rec: &Recording) -> S3Replay {
+    S3Replay::new(
+        rec.s3.clone(),
+        rec.bucket.clone(),
+        config::REPLAY_PREFIX,
+        kind,
+        48,
+    )
 }
 
 #[tokio::test]

@@ -2,12 +2,10 @@
 
 use grd::adapters::dynamodb::{DynamoStore, Tables};
 use grd::adapters::s3::S3Archive;
-use grd::adapters::synthetic::{Faults, Stream, SyntheticSource};
+use grd::domain::signal::SignalKind;
 use grd::lambda::config::{Env, FetchConfig};
 use grd::lambda::{cutoff, fetch};
-use grd::ports::SignalSource;
 use lambda_runtime::{run, service_fn, tracing, Error, LambdaEvent};
-use std::sync::Arc;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -20,13 +18,9 @@ async fn main() -> Result<(), Error> {
         ..Tables::default()
     };
     let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), tables);
-    let archive = S3Archive::new(grd::aws::s3_client(&sdk), config.raw_bucket.clone());
-    let sources: Vec<Arc<dyn SignalSource>> = vec![Arc::new(SyntheticSource::new(
-        Stream::Weather,
-        config.seed,
-        config.horizon,
-        Faults::NONE,
-    ))];
+    let s3 = grd::aws::s3_client(&sdk);
+    let archive = S3Archive::new(s3.clone(), config.raw_bucket.clone());
+    let sources = fetch::sources(&config, SignalKind::Weather, &s3);
     run(service_fn(|event: LambdaEvent<serde_json::Value>| {
         let (store, archive, sources) = (&store, &archive, &sources);
         async move {

@@ -5,6 +5,8 @@ pub mod csv_replay;
 pub mod dynamodb;
 #[cfg(feature = "aws")]
 pub mod s3;
+#[cfg(feature = "aws")]
+pub mod s3_replay;
 pub mod sqlite;
 #[cfg(feature = "aws")]
 pub mod sqs;

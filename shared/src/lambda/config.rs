@@ -59,6 +59,18 @@ impl Env {
     }
 }
 
+/// Where the fetch functions get their signals.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SourceChoice {
+    /// The calibrated generator (`synthetic` or `synthetic:SEED`).
+    Synthetic { seed: u64 },
+    /// CSV series in the raw bucket under [`REPLAY_PREFIX`], looped (`replay`).
+    Replay,
+}
+
+/// Key prefix of the replay series in the raw bucket: `replay/<node_id>/{weather,prices}.csv`.
+pub const REPLAY_PREFIX: &str = "replay";
+
 /// fetch-weather and fetch-prices.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FetchConfig {
@@ -66,9 +78,7 @@ pub struct FetchConfig {
     pub signals_table: String,
     pub raw_bucket: String,
     pub horizon: u32,
-    /// `synthetic` (the generator), or `synthetic:SEED`.
-    pub source: String,
-    pub seed: u64,
+    pub source: SourceChoice,
 }
 
 impl FetchConfig {
@@ -81,32 +91,28 @@ impl FetchConfig {
     ];
 
     pub fn from_env(env: &Env) -> Result<FetchConfig, ConfigError> {
-        let source = env.required(SIGNAL_SOURCE)?;
-        let (kind, seed) = match source.split_once(':') {
-            Some((k, s)) => (
-                k.to_string(),
-                s.parse().map_err(|_| ConfigError::Invalid {
-                    name: SIGNAL_SOURCE,
-                    value: source.clone(),
-                    problem: "the seed after `:` must be a whole number".into(),
-                })?,
-            ),
-            None => (source.clone(), 42),
+        let value = env.required(SIGNAL_SOURCE)?;
+        let invalid = |problem: &str| ConfigError::Invalid {
+            name: SIGNAL_SOURCE,
+            value: value.clone(),
+            problem: problem.into(),
         };
-        if kind != "synthetic" {
-            return Err(ConfigError::Invalid {
-                name: SIGNAL_SOURCE,
-                value: source,
-                problem: "known sources: synthetic[:SEED]".into(),
-            });
-        }
+        let source = match value.split_once(':') {
+            None if value == "synthetic" => SourceChoice::Synthetic { seed: 42 },
+            None if value == "replay" => SourceChoice::Replay,
+            Some(("synthetic", seed)) => SourceChoice::Synthetic {
+                seed: seed
+                    .parse()
+                    .map_err(|_| invalid("the seed after `:` must be a whole number"))?,
+            },
+            _ => return Err(invalid("known sources: synthetic[:SEED], replay")),
+        };
         Ok(FetchConfig {
             nodes_table: env.required(NODES_TABLE)?,
             signals_table: env.required(SIGNALS_TABLE)?,
             raw_bucket: env.required(RAW_BUCKET)?,
             horizon: env.horizon()?,
-            source: kind,
-            seed,
+            source,
         })
     }
 }
@@ -209,6 +215,27 @@ mod tests {
             (SIGNAL_SOURCE, "synthetic:7"),
         ]);
         let c = FetchConfig::from_env(&env).unwrap();
-        assert_eq!((c.seed, c.horizon), (7, 24));
+        assert_eq!(
+            (c.source, c.horizon),
+            (SourceChoice::Synthetic { seed: 7 }, 24)
+        );
+        let with = |source: &str| {
+            FetchConfig::from_env(&Env::from_pairs(&[
+                (NODES_TABLE, "n"),
+                (SIGNALS_TABLE, "s"),
+                (RAW_BUCKET, "b"),
+                (HORIZON_HOURS, "24"),
+                (SIGNAL_SOURCE, source),
+            ]))
+        };
+        assert_eq!(with("replay").unwrap().source, SourceChoice::Replay);
+        assert_eq!(
+            with("synthetic").unwrap().source,
+            SourceChoice::Synthetic { seed: 42 }
+        );
+        for bad in ["replay:x", "synthetic:x", "live", ""] {
+            let e = with(bad).unwrap_err().to_string();
+            assert!(e.contains("GRD_SIGNAL_SOURCE"), "{bad}: {e}");
+        }
     }
 }

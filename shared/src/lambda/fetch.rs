@@ -1,12 +1,45 @@
 //! fetch-weather and fetch-prices: on a schedule, fetch one kind of signal for every node
 //! in parallel, archive each raw payload, store what passes the checks.
 
+use super::config::{FetchConfig, SourceChoice, REPLAY_PREFIX};
 use super::metrics;
+use crate::adapters::s3_replay::S3Replay;
+use crate::adapters::synthetic::{Faults, Stream, SyntheticSource};
 use crate::app::fetch_signals::{fetch_signals, FetchLimits, FetchReport};
+use crate::domain::signal::SignalKind;
 use crate::ports::{NodeStore, RawArchive, SignalSource, SignalStore, StoreError};
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// The sources of one fetch function (one kind of signal), as configured.
+pub fn sources(
+    config: &FetchConfig,
+    kind: SignalKind,
+    s3: &aws_sdk_s3::Client,
+) -> Vec<Arc<dyn SignalSource>> {
+    match config.source {
+        SourceChoice::Synthetic { seed } => {
+            let stream = match kind {
+                SignalKind::Weather => Stream::Weather,
+                SignalKind::Price => Stream::Price,
+            };
+            vec![Arc::new(SyntheticSource::new(
+                stream,
+                seed,
+                config.horizon,
+                Faults::NONE,
+            ))]
+        }
+        SourceChoice::Replay => vec![Arc::new(S3Replay::new(
+            s3.clone(),
+            config.raw_bucket.clone(),
+            REPLAY_PREFIX,
+            kind,
+            config.horizon,
+        ))],
+    }
+}
 
 /// Runs one scheduled fetch. The payload (the schedule's input) is not needed: the time
 /// comes from the clock. Per-request timeouts are bounded by the time the invocation has.
