@@ -3,6 +3,8 @@
 mod bench;
 mod console;
 mod demo;
+mod fetch;
+mod ingest;
 mod local;
 #[cfg(feature = "aws")]
 mod remote;
@@ -49,6 +51,11 @@ enum Command {
     /// Load and soak run on the embedded store: many jobs, duplicates, malformed lines,
     /// concurrent planners; audits for lost, doubled and overbooked work.
     Soak(soak::SoakArgs),
+    /// Load a weather or price file (CSV or datalogger station log) for one node into the
+    /// local database; each row is accepted or rejected with its reason.
+    Ingest(ingest::IngestArgs),
+    /// Fetch weather and prices once from the real sources the nodes name, and store them.
+    Fetch(fetch::FetchArgs),
 }
 
 fn default_db() -> PathBuf {
@@ -60,7 +67,11 @@ fn default_db() -> PathBuf {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let default_log = if matches!(cli.command, Command::Demo(_) | Command::Soak(_)) {
+    // Fetch reports failed sources itself; demo and soak inject faults on purpose.
+    let default_log = if matches!(
+        cli.command,
+        Command::Demo(_) | Command::Soak(_) | Command::Fetch(_)
+    ) {
         "error"
     } else {
         "warn"
@@ -92,6 +103,8 @@ fn main() -> ExitCode {
             Command::Nodes(args) => local::nodes(&db, args).await,
             Command::Bench(args) => bench::bench(args),
             Command::Soak(args) => tokio::task::block_in_place(|| soak::run(args)),
+            Command::Ingest(args) => ingest::run(&db, args).await,
+            Command::Fetch(args) => fetch::run(&db, args).await,
         }
     });
     match result {

@@ -7,7 +7,9 @@ pub mod dynamodb;
 pub mod s3;
 #[cfg(feature = "aws")]
 pub mod s3_replay;
+pub mod sources;
 pub mod sqlite;
 #[cfg(feature = "aws")]
 pub mod sqs;
+pub mod station_log;
 pub mod synthetic;

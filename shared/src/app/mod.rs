@@ -2,6 +2,7 @@
 //! Lambda handlers run the same code.
 
 pub mod fetch_signals;
+pub mod ingest_file;
 pub mod ingest_jobs;
 pub mod plan_dispatch;
 pub mod price_nodes;

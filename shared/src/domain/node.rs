@@ -35,6 +35,56 @@ pub struct Node {
     pub cooling: CoolingPlant,
     /// Energy market and zone, e.g. `pjm:DOM`, `ercot:NORTH`, `entsoe:DE-LU`.
     pub market: String,
+    /// The real weather and price sources that feed this node (none: only generated or
+    /// replayed signals).
+    #[serde(default, skip_serializing_if = "NodeSources::is_empty")]
+    pub sources: NodeSources,
+}
+
+/// Weather providers a node can name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum WeatherProvider {
+    /// Open-Meteo forecast API (worldwide).
+    OpenMeteo,
+    /// US National Weather Service (api.weather.gov, US locations only).
+    Nws,
+}
+
+/// Price providers a node can name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PriceProvider {
+    /// Energy-Charts day-ahead prices per European bidding zone (EUR/MWh).
+    EnergyCharts,
+    /// NYISO day-ahead zonal LBMP.
+    NyisoDayAhead,
+    /// NYISO real-time zonal LBMP.
+    NyisoRealTime,
+}
+
+/// Which real sources feed a node, e.g.
+/// `{"weather": "open-meteo", "prices": "energy-charts", "price_zone": "DE-LU"}`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeSources {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weather: Option<WeatherProvider>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prices: Option<PriceProvider>,
+    /// The price zone as the provider names it (`DE-LU`, `N.Y.C.`); default: the part of
+    /// `market` after the colon.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub price_zone: Option<String>,
+    /// NWS observation station (e.g. `KIAD`); default: the nearest one the API lists.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub station: Option<String>,
+}
+
+impl NodeSources {
+    pub fn is_empty(&self) -> bool {
+        *self == NodeSources::default()
+    }
 }
 
 impl Node {
@@ -87,6 +137,27 @@ impl Node {
         if self.market.is_empty() {
             return Err(err("market", "\"\"".into(), "must name the energy market"));
         }
+        if let Some(z) = &self.sources.price_zone {
+            let ok = !z.trim().is_empty()
+                && z.len() <= 64
+                && z.chars().all(|c| c.is_ascii_graphic() || c == ' ');
+            if !ok {
+                return Err(err(
+                    "sources.price_zone",
+                    format!("{z:?}"),
+                    "must be 1-64 printable characters",
+                ));
+            }
+        }
+        if let Some(st) = &self.sources.station {
+            if st.is_empty() || st.len() > 16 || !st.chars().all(|c| c.is_ascii_alphanumeric()) {
+                return Err(err(
+                    "sources.station",
+                    format!("{st:?}"),
+                    "must be a station identifier of 1-16 letters and digits",
+                ));
+            }
+        }
         self.power
             .validate()
             .map_err(|e| err("power", e.value.clone(), &e.to_string()))?;
@@ -94,6 +165,20 @@ impl Node {
             .validate()
             .map_err(|e| err("cooling", e.value.clone(), &e.to_string()))?;
         Ok(())
+    }
+
+    /// The price zone real sources ask for: `sources.price_zone`, else the part of `market`
+    /// after the colon (all of it when there is none).
+    pub fn price_zone(&self) -> String {
+        match &self.sources.price_zone {
+            Some(z) => z.trim().to_string(),
+            None => self
+                .market
+                .split_once(':')
+                .map_or(self.market.as_str(), |(_, z)| z)
+                .trim()
+                .to_string(),
+        }
     }
 
     /// The market operator part of `market` (before the colon), lower-case.
@@ -237,6 +322,7 @@ pub fn default_fleet(n: usize) -> Vec<Node> {
                     CoolingPlant::default()
                 },
                 market: market.to_string(),
+                sources: NodeSources::default(),
             }
         })
         .collect()
@@ -286,5 +372,33 @@ mod tests {
         assert_eq!(n.market_operator(), "pjm");
         let back: Node = serde_json::from_str(&serde_json::to_string(&n).unwrap()).unwrap();
         assert_eq!(back, n);
+        assert!(n.sources.is_empty());
+        assert!(!serde_json::to_string(&n).unwrap().contains("sources"));
+    }
+
+    #[test]
+    fn node_sources_parse_and_are_checked() {
+        let json = r#"{"id":"fra1","name":"F","region":"eu","lat":50.1,"lon":8.7,"capacity_units":8,
+            "non_energy_usd_per_chr":0.01,"market":"entsoe:DE-LU",
+            "sources":{"weather":"open-meteo","prices":"energy-charts"}}"#;
+        let n: Node = serde_json::from_str(json).unwrap();
+        n.validate().unwrap();
+        assert_eq!(n.sources.weather, Some(WeatherProvider::OpenMeteo));
+        assert_eq!(n.sources.prices, Some(PriceProvider::EnergyCharts));
+        assert_eq!(n.price_zone(), "DE-LU");
+        let back: Node = serde_json::from_str(&serde_json::to_string(&n).unwrap()).unwrap();
+        assert_eq!(back, n);
+        let bad = json.replace("energy-charts", "spot-magic");
+        let e = serde_json::from_str::<Node>(&bad).unwrap_err().to_string();
+        assert!(e.contains("spot-magic"), "{e}");
+        let bad = json.replace(r#""prices""#, r#""pricez""#);
+        assert!(serde_json::from_str::<Node>(&bad).is_err());
+        let mut n2 = n.clone();
+        n2.sources.weather = Some(WeatherProvider::Nws);
+        n2.validate().unwrap();
+        n2.sources.price_zone = Some("N.Y.C.".into());
+        assert_eq!(n2.price_zone(), "N.Y.C.");
+        n2.sources.station = Some("K IAD".into());
+        assert_eq!(n2.validate().unwrap_err().field, "sources.station");
     }
 }
