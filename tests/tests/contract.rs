@@ -14,6 +14,7 @@ use chrono::{Duration, Utc};
 use grd::adapters::dynamodb::{DynamoStore, Tables};
 use grd::adapters::s3::S3Archive;
 use grd::adapters::s3_replay::S3Replay;
+use grd::adapters::sources::http::SourcesConfig;
 use grd::adapters::synthetic::{Faults, Stream, SyntheticSource};
 use grd::domain::node::default_fleet;
 use grd::domain::plan::strategy_by_name;
@@ -442,8 +443,9 @@ async fn fetch_functions_match_their_roles() {
                 raw_bucket: rec.bucket.clone(),
                 horizon: 48,
                 source: choice.clone(),
+                live: SourcesConfig::default(),
             };
-            let sources = fetch::sources(&conf, kind, &rec.s3);
+            let sources = fetch::sources(&conf, kind, &rec.s3).unwrap();
             for round in 0..2 {
                 let report = fetch::handle(&rec.store, &rec.archive, &sources, Utc::now(), later())
                     .await

@@ -20,7 +20,7 @@ async fn main() -> Result<(), Error> {
     let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), tables);
     let s3 = grd::aws::s3_client(&sdk);
     let archive = S3Archive::new(s3.clone(), config.raw_bucket.clone());
-    let sources = fetch::sources(&config, SignalKind::Weather, &s3);
+    let sources = fetch::sources(&config, SignalKind::Weather, &s3)?;
     run(service_fn(|event: LambdaEvent<serde_json::Value>| {
         let (store, archive, sources) = (&store, &archive, &sources);
         async move {

@@ -1,6 +1,7 @@
 //! Each function's configuration, read once from the environment into a typed struct.
 //! The names here are the contract with infra/template.yaml (a test checks both sides).
 
+use crate::adapters::sources::http::SourcesConfig;
 use std::collections::HashMap;
 
 pub const SIGNALS_TABLE: &str = "GRD_SIGNALS_TABLE";
@@ -11,6 +12,13 @@ pub const RAW_BUCKET: &str = "GRD_RAW_BUCKET";
 pub const HORIZON_HOURS: &str = "GRD_HORIZON_HOURS";
 pub const STRATEGY: &str = "GRD_STRATEGY";
 pub const SIGNAL_SOURCE: &str = "GRD_SIGNAL_SOURCE";
+/// The settings of the real sources the template gives the fetch functions (the others of
+/// [`SourcesConfig::VARIABLES`] keep their defaults unless set).
+pub const OPEN_METEO_URL: &str = "GRD_OPEN_METEO_URL";
+pub const HTTP_USER_AGENT: &str = "GRD_HTTP_USER_AGENT";
+pub const EUR_USD: &str = "GRD_EUR_USD";
+pub const HTTP_TIMEOUT_MS: &str = "GRD_HTTP_TIMEOUT_MS";
+pub const HTTP_RETRIES: &str = "GRD_HTTP_RETRIES";
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ConfigError {
@@ -22,6 +30,9 @@ pub enum ConfigError {
         value: String,
         problem: String,
     },
+    /// A setting of the real sources (the message names the variable).
+    #[error("environment: {0}")]
+    Sources(String),
 }
 
 /// A view of the environment (a map in tests).
@@ -66,6 +77,9 @@ pub enum SourceChoice {
     Synthetic { seed: u64 },
     /// CSV series in the raw bucket under [`REPLAY_PREFIX`], looped (`replay`).
     Replay,
+    /// The public APIs each node names in its `sources` (`live`); a node naming none gets
+    /// no data of that kind and goes stale.
+    Live,
 }
 
 /// Key prefix of the replay series in the raw bucket: `replay/<node_id>/{weather,prices}.csv`.
@@ -79,6 +93,8 @@ pub struct FetchConfig {
     pub raw_bucket: String,
     pub horizon: u32,
     pub source: SourceChoice,
+    /// Where the real sources are and how they are called (read whatever the choice).
+    pub live: SourcesConfig,
 }
 
 impl FetchConfig {
@@ -88,6 +104,11 @@ impl FetchConfig {
         RAW_BUCKET,
         HORIZON_HOURS,
         SIGNAL_SOURCE,
+        OPEN_METEO_URL,
+        HTTP_USER_AGENT,
+        EUR_USD,
+        HTTP_TIMEOUT_MS,
+        HTTP_RETRIES,
     ];
 
     pub fn from_env(env: &Env) -> Result<FetchConfig, ConfigError> {
@@ -100,12 +121,13 @@ impl FetchConfig {
         let source = match value.split_once(':') {
             None if value == "synthetic" => SourceChoice::Synthetic { seed: 42 },
             None if value == "replay" => SourceChoice::Replay,
+            None if value == "live" => SourceChoice::Live,
             Some(("synthetic", seed)) => SourceChoice::Synthetic {
                 seed: seed
                     .parse()
                     .map_err(|_| invalid("the seed after `:` must be a whole number"))?,
             },
-            _ => return Err(invalid("known sources: synthetic[:SEED], replay")),
+            _ => return Err(invalid("known sources: synthetic[:SEED], replay, live")),
         };
         Ok(FetchConfig {
             nodes_table: env.required(NODES_TABLE)?,
@@ -113,6 +135,8 @@ impl FetchConfig {
             raw_bucket: env.required(RAW_BUCKET)?,
             horizon: env.horizon()?,
             source,
+            live: SourcesConfig::from_env(|k| env.0.get(k).cloned())
+                .map_err(ConfigError::Sources)?,
         })
     }
 }
@@ -229,13 +253,40 @@ mod tests {
             ]))
         };
         assert_eq!(with("replay").unwrap().source, SourceChoice::Replay);
+        assert_eq!(with("live").unwrap().source, SourceChoice::Live);
         assert_eq!(
             with("synthetic").unwrap().source,
             SourceChoice::Synthetic { seed: 42 }
         );
-        for bad in ["replay:x", "synthetic:x", "live", ""] {
+        for bad in ["replay:x", "synthetic:x", "live:x", "real", ""] {
             let e = with(bad).unwrap_err().to_string();
             assert!(e.contains("GRD_SIGNAL_SOURCE"), "{bad}: {e}");
         }
+        let live = FetchConfig::from_env(&Env::from_pairs(&[
+            (NODES_TABLE, "n"),
+            (SIGNALS_TABLE, "s"),
+            (RAW_BUCKET, "b"),
+            (HORIZON_HOURS, "24"),
+            (SIGNAL_SOURCE, "live"),
+            (OPEN_METEO_URL, "https://customer-api.open-meteo.com"),
+            (HTTP_TIMEOUT_MS, "3000"),
+            (HTTP_RETRIES, "1"),
+        ]))
+        .unwrap()
+        .live;
+        assert_eq!(live.open_meteo_url, "https://customer-api.open-meteo.com");
+        assert_eq!(live.http.timeout, std::time::Duration::from_secs(3));
+        assert_eq!(live.http.retries, 1);
+        let e = FetchConfig::from_env(&Env::from_pairs(&[
+            (NODES_TABLE, "n"),
+            (SIGNALS_TABLE, "s"),
+            (RAW_BUCKET, "b"),
+            (HORIZON_HOURS, "24"),
+            (SIGNAL_SOURCE, "live"),
+            (EUR_USD, "-1"),
+        ]))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("GRD_EUR_USD"), "{e}");
     }
 }

@@ -3,6 +3,7 @@
 
 use super::config::{FetchConfig, SourceChoice, REPLAY_PREFIX};
 use super::metrics;
+use crate::adapters::s3::S3Archive;
 use crate::adapters::s3_replay::S3Replay;
 use crate::adapters::synthetic::{Faults, Stream, SyntheticSource};
 use crate::app::fetch_signals::{fetch_signals, FetchLimits, FetchReport};
@@ -12,13 +13,14 @@ use chrono::{DateTime, Utc};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// The sources of one fetch function (one kind of signal), as configured.
+/// The sources of one fetch function (one kind of signal), as configured. Real sources
+/// archive each upstream payload themselves (`raw/<source>/<zone or cell>/<date>/<time>`).
 pub fn sources(
     config: &FetchConfig,
     kind: SignalKind,
     s3: &aws_sdk_s3::Client,
-) -> Vec<Arc<dyn SignalSource>> {
-    match config.source {
+) -> Result<Vec<Arc<dyn SignalSource>>, String> {
+    Ok(match config.source {
         SourceChoice::Synthetic { seed } => {
             let stream = match kind {
                 SignalKind::Weather => Stream::Weather,
@@ -38,7 +40,14 @@ pub fn sources(
             kind,
             config.horizon,
         ))],
-    }
+        SourceChoice::Live => {
+            let archive: Arc<dyn RawArchive> =
+                Arc::new(S3Archive::new(s3.clone(), config.raw_bucket.clone()));
+            config
+                .live
+                .sources_of_kind(&config.live.client()?, kind, Some(archive))
+        }
+    })
 }
 
 /// Runs one scheduled fetch. The payload (the schedule's input) is not needed: the time
