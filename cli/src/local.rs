@@ -79,6 +79,7 @@ pub async fn submit(db: &Path, args: SubmitArgs) -> Result<ExitCode> {
     let store = open_store(db)?;
     let now = SimClock::load(&store, Hour::containing(Utc::now()).start())?.now();
     let report = ingest_lines(store.as_ref(), text.lines(), now).await?;
+    store.count("lines_rejected", "", report.rejected as u64)?;
     if args.json {
         println!(
             "{}",
@@ -207,7 +208,8 @@ pub async fn run(db: &Path, args: RunArgs) -> Result<ExitCode> {
                 step.fetch.failed()
             );
         }
-        if let Some(speed) = args.speed {
+        // An operator may change the speed while this runs (`grd serve`'s page).
+        if let Some(speed) = grd::local::replay_speed(&store, args.speed)? {
             tokio::time::sleep(Duration::from_secs_f64(1.0 / speed)).await;
         }
     }

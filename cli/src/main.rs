@@ -2,12 +2,14 @@
 
 mod bench;
 mod console;
+mod control;
 mod demo;
 mod fetch;
 mod ingest;
 mod local;
 #[cfg(feature = "aws")]
 mod remote;
+mod serve;
 mod soak;
 
 use anyhow::Result;
@@ -56,6 +58,24 @@ enum Command {
     Ingest(ingest::IngestArgs),
     /// Fetch weather and prices once from the real sources the nodes name, and store them.
     Fetch(fetch::FetchArgs),
+    /// Keep a pending job out of planning until it is released.
+    Hold(control::JobArgs),
+    /// Return a held job to the queue.
+    Release(control::JobArgs),
+    /// Withdraw a pending, held or dispatched job (a dispatched job frees its capacity).
+    Cancel(control::JobArgs),
+    /// Mark a dispatched job finished now; its remaining reserved capacity is freed.
+    Complete(control::JobArgs),
+    /// Change the priority (0 most urgent .. 9) of a pending or held job.
+    Priority(control::PriorityArgs),
+    /// Take a node out of planning (running work carries on).
+    Drain(control::NodeArgs),
+    /// Return a drained node to service.
+    Undrain(control::NodeArgs),
+    /// Why a job is where it is: chosen node and hour vs the runner-up, or why it waits.
+    Explain(control::JobArgs),
+    /// Operator dashboard and JSON API (with /metrics) on the local database.
+    Serve(serve::ServeArgs),
 }
 
 fn default_db() -> PathBuf {
@@ -105,6 +125,15 @@ fn main() -> ExitCode {
             Command::Soak(args) => tokio::task::block_in_place(|| soak::run(args)),
             Command::Ingest(args) => ingest::run(&db, args).await,
             Command::Fetch(args) => fetch::run(&db, args).await,
+            Command::Hold(args) => control::job_action(&db, "hold", args).await,
+            Command::Release(args) => control::job_action(&db, "release", args).await,
+            Command::Cancel(args) => control::job_action(&db, "cancel", args).await,
+            Command::Complete(args) => control::job_action(&db, "complete", args).await,
+            Command::Priority(args) => control::priority(&db, args).await,
+            Command::Drain(args) => control::drain(&db, args, true).await,
+            Command::Undrain(args) => control::drain(&db, args, false).await,
+            Command::Explain(args) => control::explain_job(&db, args).await,
+            Command::Serve(args) => serve::serve(&db, args).await,
         }
     });
     match result {

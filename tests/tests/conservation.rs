@@ -1,15 +1,19 @@
 //! Conservation over random histories: submissions (with duplicates and malformed lines),
-//! hours passing with faulty feeds, and restarts on the same database. After every step each
-//! accepted job is in exactly one state, none is missing, and reservations match dispatches.
+//! hours passing with faulty feeds, restarts on the same database, and operators holding,
+//! releasing, cancelling, completing and reprioritising jobs. After every step each accepted
+//! job is in exactly one state, none is missing, and reservations match dispatches.
 
 #![allow(clippy::unwrap_used)]
 
 use grd::adapters::sqlite::SqliteStore;
 use grd::adapters::synthetic::Faults;
+use grd::app::control::{control_job, ControlFailure};
+use grd::domain::dispatch::JobAction;
+use grd::domain::job::Priority;
 use grd::domain::node::default_fleet;
 use grd::domain::time::Hour;
 use grd::local::{open_pipeline, workload, LocalSetup, Pipeline};
-use grd::ports::{Backlog, NodeStore};
+use grd::ports::{Backlog, Clock, NodeStore};
 use grd_tests::{check_invariants, start};
 use proptest::prelude::*;
 use std::collections::HashSet;
@@ -27,6 +31,11 @@ enum Op {
     Restart {
         faulty: bool,
     },
+    /// An operator's action on the `pick`-th job (modulo the jobs there are).
+    Control {
+        action: u8,
+        pick: usize,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -34,6 +43,7 @@ fn op() -> impl Strategy<Value = Op> {
         3 => (prop::collection::vec(0..60usize, 1..12), 0..3usize).prop_map(|(jobs, broken)| Op::Submit { jobs, broken }),
         3 => (1..6u8).prop_map(Op::Hours),
         1 => any::<bool>().prop_map(|faulty| Op::Restart { faulty }),
+        3 => (0..5u8, any::<usize>()).prop_map(|(action, pick)| Op::Control { action, pick }),
     ]
 }
 
@@ -101,6 +111,31 @@ proptest! {
                     Op::Restart { faulty } => {
                         drop(p);
                         p = open(&path, faulty).await;
+                    }
+                    Op::Control { action, pick } => {
+                        let jobs = p.store.all_jobs().await.unwrap();
+                        if jobs.is_empty() {
+                            continue;
+                        }
+                        let r = &jobs[pick % jobs.len()];
+                        let action = match action {
+                            0 => JobAction::Hold,
+                            1 => JobAction::Release,
+                            2 => JobAction::Cancel,
+                            3 => JobAction::Complete,
+                            _ => JobAction::Priority(Priority::try_from((pick % 10) as u8).unwrap()),
+                        };
+                        let applies = action.applies_to().contains(&r.status);
+                        match control_job(&p.store, r.job.id.as_str(), action, p.clock.now()) {
+                            Ok(out) => {
+                                assert!(applies, "{action:?} applied to a {} job", r.status);
+                                assert_eq!(out.from, r.status);
+                            }
+                            Err(ControlFailure::Refused(e)) => {
+                                assert!(!applies, "{action:?} refused on a {} job: {e}", r.status);
+                            }
+                            Err(e) => panic!("{e}"),
+                        }
                     }
                 }
                 let by_status = check_invariants(&p.store).await;

@@ -4,10 +4,10 @@
 //! must be atomic runs in a `BEGIN IMMEDIATE` transaction, so two planners cannot both
 //! take the last units of a slot.
 
-use crate::domain::dispatch::{Dispatch, JobRecord, JobStatus};
+use crate::domain::dispatch::{ControlError, Dispatch, JobAction, JobRecord, JobStatus};
 use crate::domain::job::{Job, JobId};
 use crate::domain::node::Node;
-use crate::domain::price::{NodePrice, NodeSignals};
+use crate::domain::price::{NodePrice, NodeSignals, PriceOverride};
 use crate::domain::signal::{supersedes, Forecast, Observation, Reading, SignalKind};
 use crate::domain::time::Hour;
 use crate::ports::{
@@ -63,7 +63,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     id TEXT PRIMARY KEY,
     seq INTEGER NOT NULL UNIQUE,
     body TEXT NOT NULL,
-    status TEXT NOT NULL CHECK (status IN ('pending','dispatched','completed','rejected','expired')),
+    status TEXT NOT NULL CHECK (status IN ('pending','dispatched','completed','rejected','expired','held','cancelled')),
     reason TEXT,
     submitted_at INTEGER NOT NULL,
     updated_at INTEGER NOT NULL
@@ -85,7 +85,50 @@ CREATE TABLE IF NOT EXISTS reservations (
     PRIMARY KEY (node_id, hour),
     CHECK (units >= 0 AND units <= capacity)
 );
+CREATE TABLE IF NOT EXISTS price_overrides (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    node_id TEXT NOT NULL,
+    from_hour INTEGER NOT NULL,
+    to_hour INTEGER NOT NULL,
+    usd_per_mwh REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS counters (
+    name TEXT NOT NULL,
+    label TEXT NOT NULL,
+    value INTEGER NOT NULL,
+    PRIMARY KEY (name, label)
+);
 "#;
+
+/// Databases made before jobs could be held or cancelled check the status against the
+/// older list: the jobs table is rebuilt with the current one (same rows).
+const MIGRATE_JOB_STATES: &str = r#"
+CREATE TABLE jobs_new (
+    id TEXT PRIMARY KEY,
+    seq INTEGER NOT NULL UNIQUE,
+    body TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('pending','dispatched','completed','rejected','expired','held','cancelled')),
+    reason TEXT,
+    submitted_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+);
+INSERT INTO jobs_new SELECT id, seq, body, status, reason, submitted_at, updated_at FROM jobs;
+DROP TABLE jobs;
+ALTER TABLE jobs_new RENAME TO jobs;
+CREATE INDEX IF NOT EXISTS jobs_by_status ON jobs (status, seq);
+"#;
+
+/// What an operator's action on a job did.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ControlOutcome {
+    pub job_id: String,
+    pub action: &'static str,
+    pub from: JobStatus,
+    pub to: JobStatus,
+    /// Unit-hours of reserved capacity given back (cancel or complete of a dispatched job).
+    pub freed_unit_hours: u64,
+    pub priority: u8,
+}
 
 /// The embedded store. One connection; open several for concurrent planners.
 pub struct SqliteStore {
@@ -139,7 +182,7 @@ impl SqliteStore {
         Self::init(Connection::open_in_memory().map_err(backend)?)
     }
 
-    fn init(conn: Connection) -> Result<SqliteStore, StoreError> {
+    fn init(mut conn: Connection) -> Result<SqliteStore, StoreError> {
         conn.busy_timeout(Duration::from_secs(30))
             .map_err(backend)?;
         conn.pragma_update(None, "synchronous", "NORMAL")
@@ -147,6 +190,24 @@ impl SqliteStore {
         conn.pragma_update(None, "foreign_keys", "ON")
             .map_err(backend)?;
         conn.execute_batch(SCHEMA).map_err(backend)?;
+        let jobs_sql: String = conn
+            .query_row(
+                "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'jobs'",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(backend)?;
+        if !jobs_sql.contains("'cancelled'") {
+            conn.pragma_update(None, "foreign_keys", "OFF")
+                .map_err(backend)?;
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(backend)?;
+            tx.execute_batch(MIGRATE_JOB_STATES).map_err(backend)?;
+            tx.commit().map_err(backend)?;
+            conn.pragma_update(None, "foreign_keys", "ON")
+                .map_err(backend)?;
+        }
         Ok(SqliteStore {
             conn: Mutex::new(conn),
         })
@@ -225,6 +286,192 @@ impl SqliteStore {
                 .query_map([], |r| Ok((r.get(0)?, Hour(r.get(1)?), r.get(2)?, r.get(3)?)))
                 .map_err(backend)?;
             rows.collect::<Result<_, _>>().map_err(backend)
+        })
+    }
+
+    /// Applies an operator's action to a job in one transaction: the state change, a new
+    /// priority, and for a dispatched job that is cancelled or completed, the capacity it
+    /// no longer needs (from the hour `now` on; a cancelled job gives back all of it and
+    /// loses its dispatch record, the reason saying where it was running).
+    pub fn control_job(
+        &self,
+        id: &str,
+        action: JobAction,
+        now: Hour,
+        at: DateTime<Utc>,
+    ) -> Result<Result<ControlOutcome, ControlError>, StoreError> {
+        self.with(|c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(backend)?;
+            let row: Option<(String, String, Option<String>)> = tx
+                .query_row(
+                    "SELECT j.body, j.status, d.body FROM jobs j LEFT JOIN dispatches d ON d.job_id = j.id WHERE j.id = ?1",
+                    [id],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                )
+                .optional()
+                .map_err(backend)?;
+            let Some((body, status, dispatch)) = row else {
+                return Ok(Err(ControlError::UnknownJob(id.to_string())));
+            };
+            let mut job: Job = from_json(&body)?;
+            let from: JobStatus = status.parse().map_err(corrupt)?;
+            let to = match action.next_status(&job.id, from) {
+                Ok(to) => to,
+                Err(e) => return Ok(Err(e)),
+            };
+            let dispatch: Option<Dispatch> = dispatch.as_deref().map(from_json).transpose()?;
+            let mut freed = 0u64;
+            let mut reason: Option<String> = None;
+            let mut release = |d: &Dispatch, keep: &Dispatch| -> Result<(), StoreError> {
+                for (hour, units) in d.reservations().skip(keep.slots as usize) {
+                    tx.execute(
+                        "UPDATE reservations SET units = units - ?3 WHERE node_id = ?1 AND hour = ?2",
+                        params![d.node_id, hour.0, units],
+                    )
+                    .map_err(backend)?;
+                    freed += u64::from(units);
+                }
+                tx.execute(
+                    "DELETE FROM reservations WHERE node_id = ?1 AND units = 0",
+                    [&d.node_id],
+                )
+                .map_err(backend)?;
+                Ok(())
+            };
+            match (action, &dispatch) {
+                (JobAction::Complete, Some(d)) => {
+                    let kept = d.cut_at(&job, now);
+                    release(d, &kept)?;
+                    tx.execute(
+                        "UPDATE dispatches SET end_hour = ?2, body = ?3 WHERE job_id = ?1",
+                        params![id, kept.end().0, to_json(&kept)?],
+                    )
+                    .map_err(backend)?;
+                }
+                (JobAction::Cancel, Some(d)) => {
+                    let none = Dispatch { slots: 0, ..d.clone() };
+                    release(d, &none)?;
+                    tx.execute("DELETE FROM dispatches WHERE job_id = ?1", [id])
+                        .map_err(backend)?;
+                    let ran = d.cut_at(&job, now).slots;
+                    reason = Some(format!(
+                        "cancelled by operator while dispatched to {} from {} ({ran} of {} hours run)",
+                        d.node_id, d.start, d.slots
+                    ));
+                }
+                (JobAction::Cancel, None) => reason = Some("cancelled by operator".into()),
+                (JobAction::Hold, _) => reason = Some("held by operator".into()),
+                (JobAction::Priority(p), _) => {
+                    job.priority = p;
+                    tx.execute("UPDATE jobs SET body = ?2 WHERE id = ?1", params![id, to_json(&job)?])
+                        .map_err(backend)?;
+                    reason = tx
+                        .query_row("SELECT reason FROM jobs WHERE id = ?1", [id], |r| r.get(0))
+                        .map_err(backend)?;
+                }
+                _ => {}
+            }
+            tx.execute(
+                "UPDATE jobs SET status = ?2, reason = ?3, updated_at = ?4 WHERE id = ?1",
+                params![id, to.as_str(), reason, ts(at)],
+            )
+            .map_err(backend)?;
+            tx.commit().map_err(backend)?;
+            Ok(Ok(ControlOutcome {
+                job_id: id.to_string(),
+                action: action.name(),
+                from,
+                to,
+                freed_unit_hours: freed,
+                priority: job.priority.get(),
+            }))
+        })
+    }
+
+    /// Stores a what-if override (validated by the caller); returns its id.
+    pub fn add_price_override(&self, o: &PriceOverride) -> Result<i64, StoreError> {
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO price_overrides (node_id, from_hour, to_hour, usd_per_mwh) VALUES (?1, ?2, ?3, ?4)",
+                params![o.node_id, o.from.0, o.to.0, o.usd_per_mwh],
+            )
+            .map_err(backend)?;
+            Ok(c.last_insert_rowid())
+        })
+    }
+
+    /// Removes an override; false if there was none with that id.
+    pub fn remove_price_override(&self, id: i64) -> Result<bool, StoreError> {
+        self.with(|c| {
+            c.execute("DELETE FROM price_overrides WHERE id = ?1", [id])
+                .map(|n| n == 1)
+                .map_err(backend)
+        })
+    }
+
+    /// Every stored override, oldest first.
+    pub fn price_overrides(&self) -> Result<Vec<PriceOverride>, StoreError> {
+        self.with(|c| {
+            let mut st = c
+                .prepare_cached("SELECT id, node_id, from_hour, to_hour, usd_per_mwh FROM price_overrides ORDER BY id")
+                .map_err(backend)?;
+            let rows = st
+                .query_map([], |r| {
+                    Ok(PriceOverride {
+                        id: r.get(0)?,
+                        node_id: r.get(1)?,
+                        from: Hour(r.get(2)?),
+                        to: Hour(r.get(3)?),
+                        usd_per_mwh: r.get(4)?,
+                    })
+                })
+                .map_err(backend)?;
+            rows.collect::<Result<_, _>>().map_err(backend)
+        })
+    }
+
+    /// Adds to a named counter (for metrics that outlive one process); adding 0 makes the
+    /// counter known, so it is reported as 0.
+    pub fn count(&self, name: &str, label: &str, by: u64) -> Result<(), StoreError> {
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO counters (name, label, value) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (name, label) DO UPDATE SET value = value + excluded.value",
+                params![name, label, by as i64],
+            )
+            .map(|_| ())
+            .map_err(backend)
+        })
+    }
+
+    /// Every counter as (name, label, value).
+    pub fn counters(&self) -> Result<Vec<(String, String, u64)>, StoreError> {
+        self.with(|c| {
+            let mut st = c
+                .prepare_cached("SELECT name, label, value FROM counters ORDER BY name, label")
+                .map_err(backend)?;
+            let rows = st
+                .query_map([], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? as u64))
+                })
+                .map_err(backend)?;
+            rows.collect::<Result<_, _>>().map_err(backend)
+        })
+    }
+
+    /// Stored prices of one node for hours in [from, to).
+    pub fn node_prices(
+        &self,
+        node_id: &str,
+        from: Hour,
+        to: Hour,
+    ) -> Result<Vec<NodePrice>, StoreError> {
+        self.with(|c| {
+            let mut st = c
+                .prepare_cached("SELECT body FROM node_prices WHERE node_id = ?1 AND hour >= ?2 AND hour < ?3 ORDER BY hour")
+                .map_err(backend)?;
+            let rows = st.query_map(params![node_id, from.0, to.0], |r| r.get::<_, String>(0)).map_err(backend)?;
+            rows.map(|b| from_json(&b.map_err(backend)?)).collect()
         })
     }
 
@@ -843,6 +1090,41 @@ mod tests {
                 .await
                 .unwrap()
                 .len(),
+            1
+        );
+    }
+
+    #[tokio::test]
+    async fn a_database_from_before_held_and_cancelled_is_migrated_with_its_jobs() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        {
+            let old = SCHEMA.replace(",'held','cancelled'", "");
+            assert!(!old.contains("'cancelled'"));
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch(&old).unwrap();
+            c.execute(
+                "INSERT INTO jobs (id, seq, body, status, submitted_at, updated_at) VALUES ('a', 1, ?1, 'pending', 0, 0)",
+                [to_json(&job("a", 1)).unwrap()],
+            )
+            .unwrap();
+            assert!(c
+                .execute("UPDATE jobs SET status = 'held' WHERE id = 'a'", [])
+                .is_err());
+        }
+        let store = SqliteStore::open(&path).unwrap();
+        let h = Hour(500_000);
+        let out = store
+            .control_job("a", JobAction::Hold, h, h.start())
+            .unwrap()
+            .unwrap();
+        assert_eq!(out.to, JobStatus::Held);
+        assert_eq!(store.all_jobs().await.unwrap().len(), 1);
+        drop(store);
+        // Opening again leaves the migrated table alone.
+        let store = SqliteStore::open(&path).unwrap();
+        assert_eq!(
+            store.jobs_with_status(JobStatus::Held).await.unwrap().len(),
             1
         );
     }

@@ -1,7 +1,7 @@
 //! Turn each node's newest signals into a price curve (per compute-hour) and capacity.
 
 use crate::domain::node::Node;
-use crate::domain::price::{price_curve, NodePrice};
+use crate::domain::price::{apply_overrides, price_curve, NodePrice, PriceOverride};
 use crate::domain::time::Hour;
 use crate::ports::{NodeStore, SignalStore, StoreError};
 use chrono::{DateTime, Utc};
@@ -14,12 +14,27 @@ pub async fn price_nodes<S: SignalStore + NodeStore>(
     now: DateTime<Utc>,
     horizon: u32,
 ) -> Result<Vec<NodePrice>, StoreError> {
+    price_nodes_with_overrides(store, nodes, now, horizon, &[]).await
+}
+
+/// As [`price_nodes`], with operators' what-if energy prices applied to the hours they
+/// cover (each such hour keeps the market price it replaced).
+pub async fn price_nodes_with_overrides<S: SignalStore + NodeStore>(
+    store: &S,
+    nodes: &[Node],
+    now: DateTime<Utc>,
+    horizon: u32,
+    overrides: &[PriceOverride],
+) -> Result<Vec<NodePrice>, StoreError> {
     let from = Hour::containing(now);
     let to = from.plus(i64::from(horizon));
     let mut current = Vec::new();
     for node in nodes {
         let signals = store.node_signals(&node.id, from, to).await?;
-        let curve = price_curve(node, now, horizon, &signals);
+        let mut curve = price_curve(node, now, horizon, &signals);
+        if overrides.iter().any(|o| o.node_id == node.id) {
+            curve = apply_overrides(node, &curve, overrides);
+        }
         store.put_prices(&node.id, from, to, &curve).await?;
         if let Some(p) = curve.first().filter(|p| p.hour == from) {
             if p.stale {

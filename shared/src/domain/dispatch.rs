@@ -1,6 +1,6 @@
 //! Dispatch records and the life of a job in the backlog.
 
-use super::job::{Job, JobId};
+use super::job::{Job, JobId, Priority};
 use super::plan::Alternative;
 use super::time::Hour;
 use chrono::{DateTime, Utc};
@@ -17,15 +17,21 @@ pub enum JobStatus {
     Completed,
     Rejected,
     Expired,
+    /// Kept out of planning by an operator until released.
+    Held,
+    /// Withdrawn by an operator (before or while it ran).
+    Cancelled,
 }
 
 impl JobStatus {
-    pub const ALL: [JobStatus; 5] = [
+    pub const ALL: [JobStatus; 7] = [
         JobStatus::Pending,
         JobStatus::Dispatched,
         JobStatus::Completed,
         JobStatus::Rejected,
         JobStatus::Expired,
+        JobStatus::Held,
+        JobStatus::Cancelled,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -35,13 +41,15 @@ impl JobStatus {
             JobStatus::Completed => "completed",
             JobStatus::Rejected => "rejected",
             JobStatus::Expired => "expired",
+            JobStatus::Held => "held",
+            JobStatus::Cancelled => "cancelled",
         }
     }
 
     pub fn is_final(self) -> bool {
         matches!(
             self,
-            JobStatus::Completed | JobStatus::Rejected | JobStatus::Expired
+            JobStatus::Completed | JobStatus::Rejected | JobStatus::Expired | JobStatus::Cancelled
         )
     }
 }
@@ -89,6 +97,105 @@ impl Dispatch {
     }
 }
 
+impl Dispatch {
+    /// The dispatch cut short at `now`: only the slots before `now` stay (none if it had
+    /// not started), with the planned cost of the slots kept. `job` is the job it runs.
+    pub fn cut_at(&self, job: &Job, now: Hour) -> Dispatch {
+        let ran = self.start.until(now).clamp(0, i64::from(self.slots)) as u32;
+        let weight = |n: u32| (0..n).map(|k| job.slot_fraction(k)).sum::<f64>();
+        let all = weight(self.slots);
+        let share = if all > 0.0 { weight(ran) / all } else { 0.0 };
+        Dispatch {
+            slots: ran,
+            planned_cost_usd: self.planned_cost_usd * share,
+            ..self.clone()
+        }
+    }
+}
+
+/// What an operator can do to a job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "action", content = "priority")]
+pub enum JobAction {
+    /// Keep a pending job out of planning.
+    Hold,
+    /// Return a held job to the queue.
+    Release,
+    /// Withdraw a pending, held or dispatched job (a dispatched job frees its capacity).
+    Cancel,
+    /// Mark a dispatched job finished now (its remaining reserved capacity is freed).
+    Complete,
+    /// Change the priority of a pending or held job.
+    Priority(Priority),
+}
+
+impl JobAction {
+    pub fn name(self) -> &'static str {
+        match self {
+            JobAction::Hold => "hold",
+            JobAction::Release => "release",
+            JobAction::Cancel => "cancel",
+            JobAction::Complete => "complete",
+            JobAction::Priority(_) => "priority",
+        }
+    }
+
+    /// The states the action applies to.
+    pub fn applies_to(self) -> &'static [JobStatus] {
+        match self {
+            JobAction::Hold => &[JobStatus::Pending],
+            JobAction::Release => &[JobStatus::Held],
+            JobAction::Cancel => &[JobStatus::Pending, JobStatus::Held, JobStatus::Dispatched],
+            JobAction::Complete => &[JobStatus::Dispatched],
+            JobAction::Priority(_) => &[JobStatus::Pending, JobStatus::Held],
+        }
+    }
+
+    /// The state a job in `from` moves to, or why it cannot.
+    pub fn next_status(self, job: &JobId, from: JobStatus) -> Result<JobStatus, ControlError> {
+        if !self.applies_to().contains(&from) {
+            return Err(ControlError::WrongState {
+                job: job.to_string(),
+                action: self.name(),
+                status: from,
+                needs: self
+                    .applies_to()
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" or "),
+            });
+        }
+        Ok(match self {
+            JobAction::Hold => JobStatus::Held,
+            JobAction::Release => JobStatus::Pending,
+            JobAction::Cancel => JobStatus::Cancelled,
+            JobAction::Complete => JobStatus::Completed,
+            JobAction::Priority(_) => from,
+        })
+    }
+}
+
+/// Why an operator's request was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ControlError {
+    #[error("unknown job `{0}`")]
+    UnknownJob(String),
+    #[error("unknown node `{0}`")]
+    UnknownNode(String),
+    #[error(
+        "cannot {action} job `{job}`: it is {status}, {action} applies to a job that is {needs}"
+    )]
+    WrongState {
+        job: String,
+        action: &'static str,
+        status: JobStatus,
+        needs: String,
+    },
+    #[error("{0}")]
+    Invalid(String),
+}
+
 /// A job in the backlog with its state.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JobRecord {
@@ -114,6 +221,76 @@ mod tests {
             assert_eq!(serde_json::to_string(&s).unwrap(), format!("\"{s}\""));
         }
         assert!("lost".parse::<JobStatus>().is_err());
+    }
+
+    fn id(s: &str) -> JobId {
+        JobId::try_from(s.to_string()).unwrap()
+    }
+
+    #[test]
+    fn actions_move_only_from_the_states_they_apply_to() {
+        use JobStatus::*;
+        let p = Priority::try_from(3).unwrap();
+        let cases = [
+            (JobAction::Hold, Pending, Some(Held)),
+            (JobAction::Release, Held, Some(Pending)),
+            (JobAction::Cancel, Pending, Some(Cancelled)),
+            (JobAction::Cancel, Held, Some(Cancelled)),
+            (JobAction::Cancel, Dispatched, Some(Cancelled)),
+            (JobAction::Complete, Dispatched, Some(Completed)),
+            (JobAction::Priority(p), Held, Some(Held)),
+            (JobAction::Priority(p), Pending, Some(Pending)),
+        ];
+        for (action, from, to) in cases {
+            assert_eq!(
+                action.next_status(&id("j"), from).ok(),
+                to,
+                "{action:?} from {from}"
+            );
+        }
+        for from in JobStatus::ALL {
+            for action in [
+                JobAction::Hold,
+                JobAction::Release,
+                JobAction::Cancel,
+                JobAction::Complete,
+                JobAction::Priority(p),
+            ] {
+                let ok = action.next_status(&id("j"), from).is_ok();
+                assert_eq!(ok, action.applies_to().contains(&from));
+            }
+        }
+        let err = JobAction::Release
+            .next_status(&id("j7"), Pending)
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "cannot release job `j7`: it is pending, release applies to a job that is held"
+        );
+    }
+
+    #[test]
+    fn a_cut_dispatch_keeps_the_slots_that_ran() {
+        let job = Job::parse_line(
+            r#"{"id":"j","priority":1,"compute_hours":12,"units":4,"deadline":"2030-01-01T00:00:00Z"}"#,
+        )
+        .unwrap();
+        let d = Dispatch {
+            job_id: id("j"),
+            node_id: "n".into(),
+            start: Hour(10),
+            slots: 3,
+            units: 4,
+            planned_cost_usd: 3.0,
+            strategy: "optimized".into(),
+            decided_at: Hour(10).start(),
+            runner_up: None,
+        };
+        let cut = d.cut_at(&job, Hour(12));
+        assert_eq!(cut.slots, 2);
+        assert!((cut.planned_cost_usd - 2.0).abs() < 1e-9);
+        assert_eq!(d.cut_at(&job, Hour(9)).slots, 0);
+        assert_eq!(d.cut_at(&job, Hour(20)), d);
     }
 
     #[test]

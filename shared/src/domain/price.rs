@@ -39,6 +39,10 @@ pub struct NodePrice {
     pub price_ts: DateTime<Utc>,
     /// An input was past its validity: the node is not dispatchable in this hour.
     pub stale: bool,
+    /// Set when an operator's what-if override replaced the energy price of this hour:
+    /// the market price (USD/MWh) it replaced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub market_usd_per_mwh: Option<f64>,
 }
 
 impl NodePrice {
@@ -91,7 +95,105 @@ pub fn price_hour(node: &Node, hour: Hour, inputs: HourInputs) -> NodePrice {
         weather_ts: inputs.weather_ts,
         price_ts: inputs.price_ts,
         stale: inputs.stale,
+        market_usd_per_mwh: None,
     }
+}
+
+/// An operator's what-if: the energy price of a node is taken as `usd_per_mwh` for the
+/// hours in [from, to), whatever the market says.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PriceOverride {
+    /// Store id (0 before it is stored).
+    #[serde(default)]
+    pub id: i64,
+    pub node_id: String,
+    pub from: Hour,
+    pub to: Hour,
+    pub usd_per_mwh: f64,
+}
+
+/// Lowest and highest energy price an override may set (USD/MWh); markets clear inside it.
+pub const OVERRIDE_USD_PER_MWH: (f64, f64) = (-1000.0, 20000.0);
+
+impl PriceOverride {
+    /// Checks the window and the price, naming what is wrong.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.to <= self.from {
+            return Err(format!(
+                "price override window {}..{} is empty: `to` must be after `from`",
+                self.from, self.to
+            ));
+        }
+        if self.from.until(self.to) > 24 * 31 {
+            return Err(format!(
+                "price override window {}..{} is longer than 31 days",
+                self.from, self.to
+            ));
+        }
+        let (lo, hi) = OVERRIDE_USD_PER_MWH;
+        if !(self.usd_per_mwh.is_finite() && (lo..=hi).contains(&self.usd_per_mwh)) {
+            return Err(format!(
+                "price override {} USD/MWh: must be a number in {lo}..={hi}",
+                self.usd_per_mwh
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn covers(&self, node_id: &str, hour: Hour) -> bool {
+        self.node_id == node_id && self.from <= hour && hour < self.to
+    }
+}
+
+impl NodePrice {
+    /// The energy price the market gave this hour (before any override).
+    pub fn market_price(&self) -> f64 {
+        self.market_usd_per_mwh.unwrap_or(self.energy_usd_per_mwh)
+    }
+
+    /// This hour repriced at energy price `usd_per_mwh`, all other inputs kept.
+    fn repriced(&self, node: &Node, usd_per_mwh: f64) -> NodePrice {
+        price_hour(
+            node,
+            self.hour,
+            HourInputs {
+                temp_c: self.temp_c,
+                rh_pct: self.rh_pct,
+                usd_per_mwh,
+                weather_ts: self.weather_ts,
+                price_ts: self.price_ts,
+                basis: self.basis,
+                stale: self.stale,
+            },
+        )
+    }
+}
+
+/// Applies the overrides that cover each hour of `curve` (the newest, by id, wins) and
+/// undoes earlier overrides on hours no override covers any more.
+pub fn apply_overrides(
+    node: &Node,
+    curve: &[NodePrice],
+    overrides: &[PriceOverride],
+) -> Vec<NodePrice> {
+    curve
+        .iter()
+        .map(|p| {
+            let active = overrides
+                .iter()
+                .filter(|o| o.covers(&node.id, p.hour))
+                .max_by_key(|o| o.id);
+            match (active, p.market_usd_per_mwh) {
+                (Some(o), _) => {
+                    let mut q = p.repriced(node, o.usd_per_mwh);
+                    q.market_usd_per_mwh = Some(p.market_price());
+                    q
+                }
+                (None, Some(market)) => p.repriced(node, market),
+                (None, None) => p.clone(),
+            }
+        })
+        .collect()
 }
 
 /// What the store knows about a node's signals.
@@ -190,6 +292,69 @@ mod tests {
     use super::*;
     use crate::domain::node::default_fleet;
     use chrono::{Duration, TimeZone};
+
+    #[test]
+    fn overrides_reprice_their_window_and_are_undone_when_gone() {
+        let node = default_fleet(1).remove(0);
+        let curve = price_curve(&node, now(), 6, &signals(0));
+        assert!(curve.len() >= 4);
+        let h0 = curve[0].hour;
+        let o = PriceOverride {
+            id: 1,
+            node_id: node.id.clone(),
+            from: h0.plus(1),
+            to: h0.plus(3),
+            usd_per_mwh: 500.0,
+        };
+        o.validate().unwrap();
+        let with = apply_overrides(&node, &curve, std::slice::from_ref(&o));
+        for (a, b) in curve.iter().zip(&with) {
+            if o.covers(&node.id, a.hour) {
+                assert_eq!(b.energy_usd_per_mwh, 500.0);
+                assert_eq!(b.market_usd_per_mwh, Some(a.energy_usd_per_mwh));
+                assert!(b.usd_per_chr > a.usd_per_chr, "a dearer hour costs more");
+                assert_eq!(b.capacity_units, a.capacity_units);
+            } else {
+                assert_eq!(a, b);
+            }
+        }
+        // A newer override wins; with none left the market price comes back.
+        let newer = PriceOverride {
+            id: 2,
+            usd_per_mwh: 1.0,
+            ..o.clone()
+        };
+        let both = apply_overrides(&node, &with, &[o.clone(), newer]);
+        assert_eq!(both[1].energy_usd_per_mwh, 1.0);
+        assert_eq!(
+            both[1].market_usd_per_mwh,
+            Some(curve[1].energy_usd_per_mwh)
+        );
+        let undone = apply_overrides(&node, &both, &[]);
+        assert_eq!(undone, curve);
+    }
+
+    #[test]
+    fn overrides_name_what_is_wrong() {
+        let o = |from: i64, to: i64, p: f64| PriceOverride {
+            id: 0,
+            node_id: "n".into(),
+            from: Hour(from),
+            to: Hour(to),
+            usd_per_mwh: p,
+        };
+        assert!(o(5, 5, 10.0).validate().unwrap_err().contains("empty"));
+        assert!(o(5, 6, f64::NAN)
+            .validate()
+            .unwrap_err()
+            .contains("USD/MWh"));
+        assert!(o(5, 6, 1e9).validate().unwrap_err().contains("USD/MWh"));
+        assert!(o(0, 10_000, 1.0)
+            .validate()
+            .unwrap_err()
+            .contains("31 days"));
+        assert!(o(5, 6, -50.0).validate().is_ok());
+    }
 
     fn now() -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2026, 7, 1, 12, 10, 0).unwrap()

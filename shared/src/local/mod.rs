@@ -10,7 +10,7 @@ use crate::adapters::synthetic::{Faults, Stream, SyntheticSource};
 use crate::app::fetch_signals::{fetch_signals, FetchLimits, FetchReport};
 use crate::app::ingest_jobs::{ingest_lines, IngestReport};
 use crate::app::plan_dispatch::{plan_dispatch, PlanReport};
-use crate::app::price_nodes::price_nodes;
+use crate::app::price_nodes::price_nodes_with_overrides;
 use crate::domain::node::{default_fleet, Node};
 use crate::domain::plan::{strategy_by_name, Strategy, STRATEGY_NAMES};
 use crate::domain::price::NodePrice;
@@ -23,6 +23,34 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 const CLOCK_KEY: &str = "clock";
+const SPEED_KEY: &str = "replay_speed";
+
+/// Fastest replay speed an operator may set, in simulated hours per wall-clock second.
+pub const MAX_REPLAY_SPEED: f64 = 3600.0;
+
+/// The replay speed an operator set for running pipelines (simulated hours per second),
+/// or `default` (the run's own `--speed`) when none is set.
+pub fn replay_speed(store: &SqliteStore, default: Option<f64>) -> Result<Option<f64>, StoreError> {
+    match store.meta(SPEED_KEY)?.as_deref() {
+        None | Some("") => Ok(default),
+        Some(s) => s
+            .parse::<f64>()
+            .map(Some)
+            .map_err(|e| StoreError::Corrupt(format!("replay speed {s:?}: {e}"))),
+    }
+}
+
+/// Sets (or with `None` clears) the replay speed; a running `grd run` picks it up at its
+/// next hour.
+pub fn set_replay_speed(store: &SqliteStore, speed: Option<f64>) -> Result<(), SetupError> {
+    if let Some(s) = speed {
+        if !(s.is_finite() && s > 0.0 && s <= MAX_REPLAY_SPEED) {
+            return Err(SetupError::Speed(s));
+        }
+    }
+    store.set_meta(SPEED_KEY, &speed.map(|s| s.to_string()).unwrap_or_default())?;
+    Ok(())
+}
 
 /// Simulated time, kept in the database so a restarted run carries on where it stopped.
 pub struct SimClock {
@@ -116,9 +144,12 @@ impl Pipeline {
         let store = self.store.as_ref();
         let nodes = self.nodes().await?;
         let fetch = fetch_signals(store, &self.sources, &nodes, now, self.limits, None).await?;
-        let prices = price_nodes(store, &nodes, now, self.horizon).await?;
+        let overrides = self.store.price_overrides()?;
+        let prices =
+            price_nodes_with_overrides(store, &nodes, now, self.horizon, &overrides).await?;
         let ingest = ingest_lines(store, arrivals.iter().copied(), now).await?;
         let plan = plan_dispatch(store, self.strategy.as_ref(), now, self.horizon).await?;
+        record_counters(store, &fetch, &ingest, &plan)?;
         self.clock.advance(&self.store)?;
         Ok(StepReport {
             hour: Hour::containing(now),
@@ -128,6 +159,24 @@ impl Pipeline {
             plan,
         })
     }
+}
+
+/// Counters kept in the database for the metrics endpoint: lines rejected at intake,
+/// jobs rejected or expired by the planner, and fetch failures per source.
+pub fn record_counters(
+    store: &SqliteStore,
+    fetch: &FetchReport,
+    ingest: &IngestReport,
+    plan: &PlanReport,
+) -> Result<(), StoreError> {
+    store.count("lines_rejected", "", ingest.rejected as u64)?;
+    store.count("planner_closed", "rejected", plan.rejected.len() as u64)?;
+    store.count("planner_closed", "expired", plan.expired.len() as u64)?;
+    for (source, report) in &fetch.sources {
+        store.count("fetch_errors", source, report.failed as u64)?;
+        store.count("signals_rejected", source, report.rejected as u64)?;
+    }
+    Ok(())
 }
 
 /// How a local pipeline is put together.
@@ -165,6 +214,8 @@ pub enum SetupError {
     UnknownNode(String),
     #[error("horizon {0} h: must be 1..=336")]
     Horizon(u32),
+    #[error("replay speed {0}: must be a number of simulated hours per second in (0, {MAX_REPLAY_SPEED}]")]
+    Speed(f64),
 }
 
 /// Puts the default fleet in an empty database; a database with nodes keeps its own.
@@ -246,4 +297,25 @@ pub async fn open_pipeline(
         limits: FetchLimits::default(),
         clock,
     })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_operator_speed_overrides_the_runs_own_until_cleared() {
+        let store = SqliteStore::in_memory().unwrap();
+        assert_eq!(replay_speed(&store, Some(2.0)).unwrap(), Some(2.0));
+        set_replay_speed(&store, Some(50.0)).unwrap();
+        assert_eq!(replay_speed(&store, Some(2.0)).unwrap(), Some(50.0));
+        assert_eq!(replay_speed(&store, None).unwrap(), Some(50.0));
+        for bad in [0.0, -1.0, f64::NAN, 1e9] {
+            let e = set_replay_speed(&store, Some(bad)).unwrap_err();
+            assert!(e.to_string().starts_with("replay speed"), "{e}");
+        }
+        set_replay_speed(&store, None).unwrap();
+        assert_eq!(replay_speed(&store, None).unwrap(), None);
+    }
 }
