@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh clone. Installs what the tests need by itself (pinned
-# Python tools in target/tools/: moto, cfn-lint, the SAM CLI, cargo-lambda, zig), starts a
-# local AWS endpoint (moto) on a free loopback port, and stops it at the end.
+# Python tools in target/tools/: moto, cfn-lint, checkov, the SAM CLI, cargo-lambda, zig;
+# Debian's chromium and a pinned playwright-core for the dashboard test), starts a local AWS
+# endpoint (moto) on a free loopback port, and stops it at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source tests/tools.sh
@@ -33,6 +34,10 @@ grd_moto_start
 
 step "cargo test: unit, property, integration, handlers, local endpoint, contract, CLI"
 cargo test --workspace --all-features --locked
+
+step "dashboard in headless Chromium (installs chromium and playwright-core when missing)"
+source tests/browser/browser.sh
+GRD_BIN=target/debug/grd GRD_SHOT=target/dashboard.png grd_browser_test
 
 step "sam build: an arm64 bootstrap for every function"
 grd_sam_build
