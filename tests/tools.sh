@@ -122,7 +122,9 @@ grd_lint_template() {
 #     generates: basic execution, SQS/DynamoDB polling, X-Ray);
 #   - no "*" in any Action; no Resource "*" (the single allowed exception is
 #     dynamodb:ListStreams, which has no resource-level permissions); every Resource is derived
-#     from a resource of this template (!GetAtt, or !Sub starting with one of its ARNs).
+#     from a resource of this template (!GetAtt, or !Sub starting with one of its ARNs), except
+#     ssm:GetParameter on the one SSM parameter a template parameter names (an API key's
+#     SecureString, which CloudFormation cannot create).
 # Prints each role's statements. Also reports the roles SAM generated for other services.
 grd_check_roles() {
     [[ -x "$GRD_SAM_VENV/bin/python" ]] || grd_sam_venv || return 1
@@ -135,6 +137,8 @@ from samcli.lib.translate.sam_template_validator import SamTemplateValidator
 from samcli.yamlhelper import yaml_parse
 
 LIST_STREAMS_EXCEPTION = ("dynamodb:ListStreams", "*")
+SSM_PARAMETER = (r"^arn:\$\{AWS::Partition\}:ssm:\$\{AWS::Region\}:\$\{AWS::AccountId\}"
+                 r":parameter\$\{([A-Za-z0-9]+)\}$")
 
 class NoManagedPolicies:  # offline: a policy named by its bare name would fail to resolve
     def load(self):
@@ -142,6 +146,7 @@ class NoManagedPolicies:  # offline: a policy named by its bare name would fail 
 
 src = yaml_parse(open(sys.argv[1]).read())
 own = set(src.get("Resources", {}))
+params = set(src.get("Parameters", {}))
 out = yaml_parse(SamTemplateValidator(src, NoManagedPolicies(), region="us-east-1")
                  .get_translated_template_if_valid())
 res = out["Resources"]
@@ -160,6 +165,11 @@ def resource_problem(action_list, r):
         target = target[0] if isinstance(target, list) else target.split(".")[0]
         return None if target in own else f"GetAtt of unknown resource {target}"
     if isinstance(r, dict) and "Fn::Sub" in r and isinstance(r["Fn::Sub"], str):
+        # The one resource outside the stack: the SSM SecureString holding an API key,
+        # named by a template parameter (CloudFormation cannot create SecureStrings).
+        m = re.match(SSM_PARAMETER, r["Fn::Sub"])
+        if m and m.group(1) in params and action_list == ["ssm:GetParameter"]:
+            return None
         m = re.match(r"^\$\{([A-Za-z0-9]+)\.Arn\}(/.*)?$", r["Fn::Sub"])
         if m and m.group(1) in own and (m.group(2) or "") not in ("/*", "/**"):
             return None

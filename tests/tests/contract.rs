@@ -144,6 +144,36 @@ impl aws_sdk_s3::config::Intercept for S3Recorder {
     }
 }
 
+/// Records SSM requests as (IAM action, parameter name without its leading `/`).
+#[derive(Debug, Clone)]
+struct SsmRecorder(Calls);
+
+impl aws_sdk_ssm::config::Intercept for SsmRecorder {
+    fn name(&self) -> &'static str {
+        "record-calls"
+    }
+
+    fn read_before_execution(
+        &self,
+        ctx: &aws_sdk_ssm::config::interceptors::BeforeSerializationInterceptorContextRef<'_>,
+        _: &mut aws_sdk_ssm::config::ConfigBag,
+    ) -> Result<(), aws_sdk_ssm::error::BoxError> {
+        let mut calls = self.0.lock().unwrap();
+        if let Some(i) = ctx
+            .input()
+            .downcast_ref::<aws_sdk_ssm::operation::get_parameter::GetParameterInput>()
+        {
+            calls.insert((
+                "ssm:GetParameter".into(),
+                i.name().unwrap_or_default().trim_start_matches('/').into(),
+            ));
+        } else {
+            calls.insert(("ssm:UNRECOGNISED".into(), "?".into()));
+        }
+        Ok(())
+    }
+}
+
 struct Recording {
     calls: Calls,
     store: DynamoStore,
@@ -151,6 +181,9 @@ struct Recording {
     /// The recorded S3 client and the raw bucket, for sources that read from it.
     s3: aws_sdk_s3::Client,
     bucket: String,
+    /// The recorded SSM client and a SecureString parameter holding an API key.
+    ssm: aws_sdk_ssm::Client,
+    key_parameter: String,
     /// Physical name -> the env variable that names it.
     names: HashMap<String, &'static str>,
 }
@@ -183,7 +216,25 @@ async fn recording(tables_for: &[&'static str]) -> Recording {
             .interceptor(S3Recorder(calls.clone()))
             .build(),
     );
+    let key_parameter = format!("/{}", unique("open-meteo-key"));
+    aws_sdk_ssm::Client::new(&conf)
+        .put_parameter()
+        .name(&key_parameter)
+        .value("k-123")
+        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+        .send()
+        .await
+        .unwrap();
+    let ssm = aws_sdk_ssm::Client::from_conf(
+        aws_sdk_ssm::config::Builder::from(&conf)
+            .interceptor(SsmRecorder(calls.clone()))
+            .build(),
+    );
     let mut names = HashMap::new();
+    names.insert(
+        key_parameter.trim_start_matches('/').to_string(),
+        config::OPEN_METEO_API_KEY_PARAMETER,
+    );
     let only = |name: &'static str, t: &Option<String>| {
         if tables_for.contains(&name) {
             t.clone()
@@ -212,6 +263,8 @@ async fn recording(tables_for: &[&'static str]) -> Recording {
         archive: S3Archive::new(s3.clone(), bucket.clone()),
         s3,
         bucket,
+        ssm,
+        key_parameter,
         names,
     }
 }
@@ -247,13 +300,18 @@ fn tag_text(v: &Value) -> String {
     }
 }
 
-/// `!GetAtt X.Arn`, `!Sub '${X.Arn}/index/i'`, `!Ref X` -> `X`, `X/index/i`, ...
+/// `!GetAtt X.Arn`, `!Sub '${X.Arn}/index/i'`, `!Ref X` -> `X`, `X/index/i`, ...; the ARN of
+/// the SSM parameter named by template parameter `P` -> `P`.
 fn canonical(v: &Value) -> String {
     tag_text(v)
         .replace("${", "")
         .replace(".Arn}", "")
         .replace('}', "")
         .replace(".Arn", "")
+        .replace(
+            "arn:AWS::Partition:ssm:AWS::Region:AWS::AccountId:parameter",
+            "",
+        )
         .trim()
         .to_string()
 }
@@ -444,7 +502,18 @@ async fn fetch_functions_match_their_roles() {
                 horizon: 48,
                 source: choice.clone(),
                 live: SourcesConfig::default(),
+                open_meteo_key_parameter: None,
             };
+            let mut conf = conf;
+            conf.open_meteo_key_parameter = Some(rec.key_parameter.clone());
+            fetch::load_api_key(&mut conf, kind, &rec.ssm)
+                .await
+                .unwrap();
+            assert_eq!(
+                conf.live.open_meteo_api_key.is_some(),
+                kind == SignalKind::Weather,
+                "only the weather function reads its key"
+            );
             let sources = fetch::sources(&conf, kind, &rec.s3).unwrap();
             for round in 0..2 {
                 let report = fetch::handle(&rec.store, &rec.archive, &sources, Utc::now(), later())

@@ -130,6 +130,7 @@ async fn live_sources_store_signals_and_archive_one_payload_per_cell_or_zone() {
             _ => None,
         })
         .unwrap(),
+        open_meteo_key_parameter: None,
     };
     let archive = S3Archive::new(s3.clone(), bucket.clone());
     let later = Instant::now() + Duration::from_secs(30);

@@ -10,8 +10,14 @@ use lambda_runtime::{run, service_fn, tracing, Error, LambdaEvent};
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     tracing::init_default_subscriber();
-    let config = FetchConfig::from_env(&Env::from_process())?;
+    let mut config = FetchConfig::from_env(&Env::from_process())?;
     let sdk = grd::aws::sdk_config().await;
+    fetch::load_api_key(
+        &mut config,
+        SignalKind::Weather,
+        &aws_sdk_ssm::Client::new(&sdk),
+    )
+    .await?;
     let tables = Tables {
         signals: Some(config.signals_table.clone()),
         nodes: Some(config.nodes_table.clone()),

@@ -19,6 +19,9 @@ pub const HTTP_USER_AGENT: &str = "GRD_HTTP_USER_AGENT";
 pub const EUR_USD: &str = "GRD_EUR_USD";
 pub const HTTP_TIMEOUT_MS: &str = "GRD_HTTP_TIMEOUT_MS";
 pub const HTTP_RETRIES: &str = "GRD_HTTP_RETRIES";
+/// Name of the SSM SecureString holding the Open-Meteo API key (commercial host); empty
+/// for none. The key itself never sits in the environment.
+pub const OPEN_METEO_API_KEY_PARAMETER: &str = "GRD_OPEN_METEO_API_KEY_PARAMETER";
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ConfigError {
@@ -95,6 +98,8 @@ pub struct FetchConfig {
     pub source: SourceChoice,
     /// Where the real sources are and how they are called (read whatever the choice).
     pub live: SourcesConfig,
+    /// SSM parameter (SecureString) with the Open-Meteo API key, read at start-up.
+    pub open_meteo_key_parameter: Option<String>,
 }
 
 impl FetchConfig {
@@ -109,6 +114,7 @@ impl FetchConfig {
         EUR_USD,
         HTTP_TIMEOUT_MS,
         HTTP_RETRIES,
+        OPEN_METEO_API_KEY_PARAMETER,
     ];
 
     pub fn from_env(env: &Env) -> Result<FetchConfig, ConfigError> {
@@ -137,6 +143,17 @@ impl FetchConfig {
             source,
             live: SourcesConfig::from_env(|k| env.0.get(k).cloned())
                 .map_err(ConfigError::Sources)?,
+            open_meteo_key_parameter: match env.0.get(OPEN_METEO_API_KEY_PARAMETER) {
+                Some(v) if v.trim().starts_with('/') => Some(v.trim().to_string()),
+                Some(v) if !v.trim().is_empty() => {
+                    return Err(ConfigError::Invalid {
+                        name: OPEN_METEO_API_KEY_PARAMETER,
+                        value: v.clone(),
+                        problem: "an SSM parameter name starting with `/`".into(),
+                    })
+                }
+                _ => None,
+            },
         })
     }
 }
@@ -277,6 +294,25 @@ mod tests {
         assert_eq!(live.open_meteo_url, "https://customer-api.open-meteo.com");
         assert_eq!(live.http.timeout, std::time::Duration::from_secs(3));
         assert_eq!(live.http.retries, 1);
+        let key = |v: &str| {
+            FetchConfig::from_env(&Env::from_pairs(&[
+                (NODES_TABLE, "n"),
+                (SIGNALS_TABLE, "s"),
+                (RAW_BUCKET, "b"),
+                (HORIZON_HOURS, "24"),
+                (SIGNAL_SOURCE, "live"),
+                (OPEN_METEO_API_KEY_PARAMETER, v),
+            ]))
+        };
+        assert_eq!(
+            key("/grd/open-meteo").unwrap().open_meteo_key_parameter,
+            Some("/grd/open-meteo".to_string())
+        );
+        assert_eq!(key("").unwrap().open_meteo_key_parameter, None);
+        assert!(key("grd-key")
+            .unwrap_err()
+            .to_string()
+            .contains("GRD_OPEN_METEO_API_KEY_PARAMETER"));
         let e = FetchConfig::from_env(&Env::from_pairs(&[
             (NODES_TABLE, "n"),
             (SIGNALS_TABLE, "s"),

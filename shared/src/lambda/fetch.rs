@@ -50,6 +50,38 @@ pub fn sources(
     })
 }
 
+/// Reads the Open-Meteo API key from its SSM SecureString, for the weather function when one
+/// is configured (the prices function needs no key). The error names the parameter.
+pub async fn load_api_key(
+    config: &mut FetchConfig,
+    kind: SignalKind,
+    ssm: &aws_sdk_ssm::Client,
+) -> Result<(), String> {
+    let (SignalKind::Weather, Some(name)) = (kind, config.open_meteo_key_parameter.clone()) else {
+        return Ok(());
+    };
+    let out = ssm
+        .get_parameter()
+        .name(&name)
+        .with_decryption(true)
+        .send()
+        .await
+        .map_err(|e| {
+            format!(
+                "reading the Open-Meteo API key from SSM parameter {name}: {}",
+                aws_sdk_ssm::error::DisplayErrorContext(&e)
+            )
+        })?;
+    let value = out
+        .parameter()
+        .and_then(|p| p.value())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| format!("SSM parameter {name} holds no API key"))?;
+    config.live.open_meteo_api_key = Some(value.to_string());
+    Ok(())
+}
+
 /// Runs one scheduled fetch. The payload (the schedule's input) is not needed: the time
 /// comes from the clock. Per-request timeouts are bounded by the time the invocation has.
 pub async fn handle<S: SignalStore + NodeStore>(
