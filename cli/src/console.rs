@@ -134,16 +134,18 @@ pub fn render_summary(s: &Summary) -> String {
     let n = |st: JobStatus| s.jobs.get(st.as_str()).copied().unwrap_or(0);
     let h = |st: JobStatus| s.compute_hours.get(st.as_str()).copied().unwrap_or(0.0);
     format!(
-        "QUEUE  pending {} ({:.0} c-hr) | dispatched {} ({:.0} c-hr) | completed {} ({:.0} c-hr) | rejected {} | expired {}\n\
+        "QUEUE  pending {} ({:.0} c-hr) | held {} | dispatched {} ({:.0} c-hr) | completed {} ({:.0} c-hr) | rejected {} | expired {} | cancelled {}\n\
          COST   ${:.2} for {:.0} c-hr = ${:.5}/c-hr",
         n(JobStatus::Pending),
         h(JobStatus::Pending),
+        n(JobStatus::Held),
         n(JobStatus::Dispatched),
         h(JobStatus::Dispatched),
         n(JobStatus::Completed),
         h(JobStatus::Completed),
         n(JobStatus::Rejected),
         n(JobStatus::Expired),
+        n(JobStatus::Cancelled),
         s.cost_usd,
         s.dispatched_chr,
         s.usd_per_chr
