@@ -1,5 +1,6 @@
 //! The planner's lower bound: the relaxation in which a job's compute-hours may be split
-//! across nodes and slots, solved exactly as a min-cost flow.
+//! across nodes and slots (at most its units in any one slot), solved exactly as a min-cost
+//! flow.
 //!
 //! # The relaxation
 //!
@@ -8,9 +9,10 @@
 //! the grid. Ineligible jobs are left out of the bound and of every strategy's penalised cost
 //! alike. An eligible job's work (`units x fractions`, in compute-hours) may be served in any
 //! slot `t < end`, `end` = its latest possible start (deadline, start window, grid) plus its
-//! run length, on any node of an allowed region, split any way, with each node-slot holding
-//! at most its free units x 1 h. Work not served costs [`penalty_per_chr`] per compute-hour,
-//! higher for more urgent priorities.
+//! run length, on any node of an allowed region, split any way, but with at most `units`
+//! compute-hours in any one slot (a schedule runs it on `units` units at a time), and with
+//! each node-slot holding at most its free units x 1 h. Work not served costs
+//! [`penalty_per_chr`] per compute-hour, higher for more urgent priorities.
 //!
 //! Every schedule maps to a flow of the same cost (its placed work along its slots, the rest
 //! on the penalty arcs), so the flow's optimum is a lower bound on
@@ -19,13 +21,21 @@
 //!
 //! # The graph (min-cost flow)
 //!
-//! source -> class (priority, allowed regions, end): the class's compute-hours;
-//! class -> sink at the priority's penalty (unserved);
-//! class -> (region, end - 1) for each allowed region; (region, t) -> (region, t - 1) free
-//! (work due by t may run earlier); (region, t) -> sink once per node of the region, at the
-//! node's price in slot t with its free units as capacity.
+//! Identical jobs (priority, allowed regions, end, units, compute-hours) form one class.
+//! source -> class: the class's compute-hours; class -> sink at the priority's penalty
+//! (unserved); class -> (class, t) for each slot t < end, capacity jobs x units;
+//! (class, t) -> (region, t) for each allowed region (through one shared (any, t) node when
+//! every region is allowed); (region, t) -> sink once per node of the region, at the node's
+//! price in slot t with its free units as capacity.
 //! Solved by the primal-dual method: Dijkstra on reduced costs (Bellman-Ford first, since
 //! prices may be negative), then a blocking flow (Dinic) on the zero-reduced-cost arcs.
+//!
+//! # The Lagrangian relaxation
+//!
+//! The flow relaxation lets a run hop to whichever node is cheapest each hour. The
+//! Lagrangian one ([`lagrangian_bound_of`]) keeps each job's run whole on one node and
+//! relaxes the node-slot capacities instead; [`lower_bound_of`] takes the better of the two,
+//! and the Lagrangian one alone when the flow graph is too large ([`FLOW_ARC_LIMIT`]).
 
 use super::PlanInput;
 use std::cmp::Ordering;
@@ -75,12 +85,54 @@ pub struct Bound {
     pub penalty_usd: f64,
     /// Eligible work, compute-hours.
     pub demand_chr: f64,
-    /// Work the relaxation leaves unserved, compute-hours, by priority 0..9.
+    /// Work the flow relaxation leaves unserved, compute-hours, by priority 0..9.
     pub unserved_chr: [f64; 10],
+    /// The flow relaxation's value (USD; None when not solved, see [`FLOW_ARC_LIMIT`]);
+    /// `usd` is the larger of this and `lagrangian_usd`. Penalty and unserved work are the
+    /// flow relaxation's (zero when it was not solved).
+    pub flow_usd: Option<f64>,
+    /// The best Lagrangian bound found (USD).
+    pub lagrangian_usd: f64,
 }
 
-/// The lower bound over the jobs `include` selects (all eligible jobs for `|_| true`).
+/// Above this many (job class, slot) arcs the flow relaxation is not solved (its solve time
+/// grows too fast) and the bound is the Lagrangian one alone.
+pub const FLOW_ARC_LIMIT: usize = 150_000;
+
+/// The lower bound over the jobs `include` selects (all eligible jobs for `|_| true`): the
+/// better of the flow relaxation (when its graph has at most [`FLOW_ARC_LIMIT`] class-slot
+/// arcs) and the Lagrangian one (see [`lagrangian_bound_of`]).
 pub fn lower_bound_of(input: &PlanInput, include: impl Fn(usize) -> bool) -> Bound {
+    let arcs: usize = (0..input.jobs.len())
+        .filter(|&j| include(j))
+        .filter_map(|j| last_start(input, j).map(|l| l + input.jobs[j].slots()))
+        .sum();
+    let lagrangian = lagrangian_bound_of(input, &include, LAGRANGIAN_ROUNDS).usd;
+    let mut b = if arcs <= FLOW_ARC_LIMIT {
+        flow_bound_of(input, &include)
+    } else {
+        Bound {
+            usd: f64::NEG_INFINITY,
+            penalty_usd: 0.0,
+            demand_chr: (0..input.jobs.len())
+                .filter(|&j| include(j) && last_start(input, j).is_some())
+                .map(|j| {
+                    let job = &input.jobs[j];
+                    f64::from(job.units) * job.fractions.iter().sum::<f64>()
+                })
+                .sum(),
+            unserved_chr: [0.0; 10],
+            flow_usd: None,
+            lagrangian_usd: f64::NEG_INFINITY,
+        }
+    };
+    b.lagrangian_usd = lagrangian;
+    b.usd = b.usd.max(lagrangian);
+    b
+}
+
+/// The flow relaxation alone.
+pub fn flow_bound_of(input: &PlanInput, include: impl Fn(usize) -> bool) -> Bound {
     let horizon = input.horizon();
     let mut regions: Vec<&str> = input.nodes.iter().map(|n| n.region.as_str()).collect();
     regions.sort_unstable();
@@ -88,8 +140,11 @@ pub fn lower_bound_of(input: &PlanInput, include: impl Fn(usize) -> bool) -> Bou
     let region_ix: HashMap<&str, usize> =
         regions.iter().enumerate().map(|(i, r)| (*r, i)).collect();
 
-    // Demand classes: (priority, allowed region mask as a sorted list, end).
-    let mut classes: HashMap<(u8, Vec<usize>, usize), f64> = HashMap::new();
+    // Classes of identical jobs: (priority, allowed regions, end, units, compute-hours) ->
+    // (jobs, compute-hours). k identical jobs relax exactly to one class of k x units per
+    // slot: an even split of the class's flow is a flow of each job.
+    type Key = (u8, Vec<usize>, usize, u32, u64);
+    let mut classes: HashMap<Key, (u32, f64)> = HashMap::new();
     let mut demand = 0.0;
     for (j, job) in input.jobs.iter().enumerate() {
         if !include(j) {
@@ -110,20 +165,24 @@ pub fn lower_bound_of(input: &PlanInput, include: impl Fn(usize) -> bool) -> Bou
         allowed.dedup();
         let chr = f64::from(job.units) * job.fractions.iter().sum::<f64>();
         demand += chr;
-        *classes
-            .entry((job.priority.get(), allowed, last + job.slots()))
-            .or_insert(0.0) += chr;
+        let e = classes
+            .entry((
+                job.priority.get(),
+                allowed,
+                last + job.slots(),
+                job.units,
+                chr.to_bits(),
+            ))
+            .or_insert((0, 0.0));
+        e.0 += 1;
+        e.1 += chr;
     }
 
-    // Nodes: 0 source, 1 sink, then region-time, then classes.
+    // Nodes: 0 source, 1 sink, region-slots, any-region slots, then per class the class and
+    // one node per slot it may use.
     let rt = |r: usize, t: usize| 2 + r * horizon + t;
-    let first_class = 2 + regions.len() * horizon;
-    let mut g = Graph::new(first_class + classes.len());
-    for r in 0..regions.len() {
-        for t in 1..horizon {
-            g.add(rt(r, t), rt(r, t - 1), f64::INFINITY, 0.0);
-        }
-    }
+    let any = |t: usize| 2 + regions.len() * horizon + t;
+    let mut g = Graph::new(2 + (regions.len() + 1) * horizon);
     for node in &input.nodes {
         let r = region_ix[node.region.as_str()];
         for t in 0..horizon {
@@ -132,15 +191,35 @@ pub fn lower_bound_of(input: &PlanInput, include: impl Fn(usize) -> bool) -> Bou
             }
         }
     }
+    let mut any_used = false;
     let mut class_list: Vec<_> = classes.into_iter().collect();
     class_list.sort_by(|a, b| a.0.cmp(&b.0));
     let mut unserved_arcs = Vec::new();
-    for (k, ((prio, allowed, end), chr)) in class_list.iter().enumerate() {
-        let c = first_class + k;
+    for ((prio, allowed, end, units, _), (count, chr)) in &class_list {
+        let c = g.add_node();
         g.add(0, c, *chr, 0.0);
         unserved_arcs.push((*prio, g.add(c, 1, *chr, penalty_per_chr(input, *prio))));
-        for &r in allowed {
-            g.add(c, rt(r, end - 1), f64::INFINITY, 0.0);
+        // A job runs at most `units` in any one slot.
+        let per_slot = f64::from(*units) * f64::from(*count);
+        let everywhere = regions.len() > 1 && allowed.len() == regions.len();
+        any_used |= everywhere;
+        for t in 0..*end {
+            let ct = g.add_node();
+            g.add(c, ct, per_slot, 0.0);
+            if everywhere {
+                g.add(ct, any(t), f64::INFINITY, 0.0);
+            } else {
+                for &r in allowed {
+                    g.add(ct, rt(r, t), f64::INFINITY, 0.0);
+                }
+            }
+        }
+    }
+    if any_used {
+        for t in 0..horizon {
+            for r in 0..regions.len() {
+                g.add(any(t), rt(r, t), f64::INFINITY, 0.0);
+            }
         }
     }
     let usd = g.min_cost_flow(0, 1);
@@ -156,12 +235,248 @@ pub fn lower_bound_of(input: &PlanInput, include: impl Fn(usize) -> bool) -> Bou
         penalty_usd,
         demand_chr: demand,
         unserved_chr,
+        flow_usd: Some(usd),
+        lagrangian_usd: f64::NEG_INFINITY,
     }
 }
 
 /// The lower bound over every eligible job.
 pub fn lower_bound(input: &PlanInput) -> Bound {
     lower_bound_of(input, |_| true)
+}
+
+/// Subgradient rounds of the Lagrangian bound.
+pub const LAGRANGIAN_ROUNDS: usize = 40;
+
+/// A Lagrangian bound and the multipliers (USD per unit-hour, per node and slot) it ended with.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Lagrangian {
+    pub usd: f64,
+    pub lambda: Vec<Vec<f64>>,
+}
+
+/// The Lagrangian relaxation of the node-slot capacities: for multipliers `lambda >= 0`,
+/// every job independently takes its cheapest whole run (one allowed node, one start, every
+/// slot of the run with at least its units free) at prices `usd_per_chr x fraction +
+/// lambda` per unit and slot, or pays the penalty when that is dearer; the sum minus
+/// `sum lambda x free` is below the penalised cost of every schedule, since a schedule's
+/// units in a slot never exceed the free units. With `lambda = 0` this is the cost of every
+/// job at its own cheapest spot, which the flow relaxation misses when runs cannot follow
+/// the cheapest node from hour to hour. `rounds` subgradient steps adjust `lambda`; the best
+/// value seen is returned.
+pub fn lagrangian_bound_of(
+    input: &PlanInput,
+    include: impl Fn(usize) -> bool,
+    rounds: usize,
+) -> Lagrangian {
+    let horizon = input.horizon();
+    let n_nodes = input.nodes.len();
+    let mut lambda = vec![vec![0.0; horizon]; n_nodes];
+    let jobs: Vec<(usize, usize, Vec<usize>)> = (0..input.jobs.len())
+        .filter(|&j| include(j))
+        .filter_map(|j| {
+            let last = last_start(input, j)?;
+            let job = &input.jobs[j];
+            let nodes = (0..n_nodes)
+                .filter(|&n| {
+                    let node = &input.nodes[n];
+                    (job.regions.is_empty() || job.regions.contains(&node.region))
+                        && node.capacity_units >= job.units
+                })
+                .collect();
+            Some((j, last, nodes))
+        })
+        .collect();
+    if jobs.is_empty() {
+        return Lagrangian { usd: 0.0, lambda };
+    }
+    // `fits[units][n][s]`: slots from s on node n with at least `units` free.
+    let mut units: Vec<u32> = jobs.iter().map(|(j, _, _)| input.jobs[*j].units).collect();
+    units.sort_unstable();
+    units.dedup();
+    let runs: HashMap<u32, Vec<Vec<usize>>> = units
+        .iter()
+        .map(|&u| {
+            let per_node = input
+                .nodes
+                .iter()
+                .map(|node| {
+                    let mut run = vec![0; horizon + 1];
+                    for t in (0..horizon).rev() {
+                        run[t] = if node.free[t] >= u { run[t + 1] + 1 } else { 0 };
+                    }
+                    run
+                })
+                .collect();
+            (u, per_node)
+        })
+        .collect();
+    let free_total = |lambda: &Vec<Vec<f64>>| -> f64 {
+        input
+            .nodes
+            .iter()
+            .zip(lambda)
+            .map(|(node, l)| {
+                l.iter()
+                    .zip(&node.free)
+                    .map(|(l, f)| l * f64::from(*f))
+                    .sum::<f64>()
+            })
+            .sum()
+    };
+    let mut best = f64::NEG_INFINITY;
+    let mut step_scale = 1.0;
+    let mut stale = 0;
+    // An upper bound for the step size: every job at its penalty.
+    let ceiling: f64 = jobs
+        .iter()
+        .map(|(j, _, _)| {
+            let job = &input.jobs[*j];
+            f64::from(job.units)
+                * job.fractions.iter().sum::<f64>()
+                * penalty_per_chr(input, job.priority.get())
+        })
+        .sum();
+    let upper = greedy_upper_bound(input, &jobs);
+    let mut used = vec![vec![0.0; horizon]; n_nodes];
+    // Prefix sums of the prices per node.
+    let pp: Vec<Vec<f64>> = input
+        .nodes
+        .iter()
+        .map(|node| {
+            let mut acc = 0.0;
+            std::iter::once(0.0)
+                .chain(node.usd_per_chr[..horizon].iter().map(|x| {
+                    acc += x;
+                    acc
+                }))
+                .collect()
+        })
+        .collect();
+    for round in 0..rounds.max(1) {
+        // Prefix sums of lambda per node.
+        let lp: Vec<Vec<f64>> = lambda
+            .iter()
+            .map(|l| {
+                let mut acc = 0.0;
+                std::iter::once(0.0)
+                    .chain(l.iter().map(|x| {
+                        acc += x;
+                        acc
+                    }))
+                    .collect()
+            })
+            .collect();
+        let mut value = -free_total(&lambda);
+        used.iter_mut()
+            .for_each(|u| u.iter_mut().for_each(|x| *x = 0.0));
+        for (j, last, nodes) in &jobs {
+            let job = &input.jobs[*j];
+            let len = job.slots();
+            let u = f64::from(job.units);
+            let penalty =
+                u * job.fractions.iter().sum::<f64>() * penalty_per_chr(input, job.priority.get());
+            let whole = job.fractions[..len - 1].iter().all(|&f| f == 1.0);
+            let last_fraction = job.fractions[len - 1];
+            let mut pick: Option<(f64, usize, usize)> = None;
+            for &n in nodes {
+                let run = &runs[&job.units][n];
+                let price = &input.nodes[n].usd_per_chr;
+                for s in 0..=*last {
+                    if run[s] < len {
+                        continue;
+                    }
+                    let energy: f64 = if whole {
+                        pp[n][s + len - 1] - pp[n][s] + last_fraction * price[s + len - 1]
+                    } else {
+                        price[s..s + len]
+                            .iter()
+                            .zip(&job.fractions)
+                            .map(|(p, f)| p * f)
+                            .sum()
+                    };
+                    let c = u * (energy + lp[n][s + len] - lp[n][s]);
+                    if pick.is_none_or(|(b, _, _)| c < b) {
+                        pick = Some((c, n, s));
+                    }
+                }
+            }
+            match pick {
+                Some((c, n, s)) if c < penalty => {
+                    value += c;
+                    for x in &mut used[n][s..s + len] {
+                        *x += u;
+                    }
+                }
+                _ => value += penalty,
+            }
+        }
+        if value > best + 1e-12 {
+            best = value;
+            stale = 0;
+        } else {
+            stale += 1;
+            if stale >= 3 {
+                step_scale /= 2.0;
+                stale = 0;
+            }
+        }
+        if round + 1 == rounds {
+            break;
+        }
+        // Subgradient: used - free; step toward a target a little above the best so far.
+        let mut norm = 0.0;
+        for (n, node) in input.nodes.iter().enumerate() {
+            for t in 0..horizon {
+                let g = used[n][t] - f64::from(node.free[t]);
+                if g > 0.0 || lambda[n][t] > 0.0 {
+                    norm += g * g;
+                }
+            }
+        }
+        if norm <= 1e-12 {
+            break;
+        }
+        // Polyak's step toward an upper bound: the greedy schedule's penalised cost.
+        let target = (upper - value)
+            .max(best.abs() * 0.01)
+            .max(1e-6)
+            .min(ceiling);
+        let step = step_scale * target / norm;
+        for (n, node) in input.nodes.iter().enumerate() {
+            for t in 0..horizon {
+                let g = used[n][t] - f64::from(node.free[t]);
+                lambda[n][t] = (lambda[n][t] + step * g).max(0.0);
+            }
+        }
+    }
+    Lagrangian { usd: best, lambda }
+}
+
+/// Penalised cost of `greedy-time-aware` on the given jobs: a schedule, so above the bound.
+fn greedy_upper_bound(input: &PlanInput, jobs: &[(usize, usize, Vec<usize>)]) -> f64 {
+    use super::Strategy;
+    let sub = PlanInput {
+        jobs: jobs
+            .iter()
+            .map(|(j, _, _)| input.jobs[*j].clone())
+            .collect(),
+        ..input.clone()
+    };
+    let plan = super::GreedyTimeAware.plan(&sub);
+    let placed: std::collections::HashSet<_> =
+        plan.placements.iter().map(|p| p.job_id.clone()).collect();
+    let penalty: f64 = sub
+        .jobs
+        .iter()
+        .filter(|j| !placed.contains(&j.id))
+        .map(|j| {
+            f64::from(j.units)
+                * j.fractions.iter().sum::<f64>()
+                * penalty_per_chr(input, j.priority.get())
+        })
+        .sum();
+    plan.total_cost() + penalty
 }
 
 struct Arc {
@@ -212,6 +527,11 @@ impl Graph {
         self.out[to].push(k + 1);
         self.orig_cap.push(cap);
         k
+    }
+
+    fn add_node(&mut self) -> usize {
+        self.out.push(Vec::new());
+        self.out.len() - 1
     }
 
     fn flow(&self, arc: usize) -> f64 {
@@ -543,5 +863,94 @@ mod tests {
         assert!((b.usd - 9.0).abs() < 1e-9, "{b:?}");
         assert_eq!(b.unserved_chr, [0.0; 10]);
         assert!((b.demand_chr - 5.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn the_lagrangian_bound_sees_that_a_run_stays_on_one_node() {
+        // Two nodes whose cheap hours alternate; a 1-unit job of 2 h that must start at 0.
+        // The flow relaxation follows the cheap node each hour (1 + 1); a schedule pays 10.
+        let node = |id: &str, prices: Vec<f64>| SlotNode {
+            node_id: id.into(),
+            region: id.into(),
+            capacity_units: 1,
+            usd_per_chr: prices,
+            free: vec![1, 1],
+        };
+        let input = PlanInput {
+            now: Hour(0),
+            starts: 1,
+            nodes: vec![node("a", vec![1.0, 9.0]), node("b", vec![9.0, 1.0])],
+            jobs: vec![PlanJob {
+                id: JobId::try_from("j".to_string()).unwrap(),
+                priority: Priority::try_from(3).unwrap(),
+                units: 1,
+                compute_hours: 2.0,
+                fractions: vec![1.0, 1.0],
+                latest_start: 0,
+                regions: vec![],
+                seq: 0,
+            }],
+        };
+        let b = lower_bound(&input);
+        assert!((b.flow_usd.unwrap() - 2.0).abs() < 1e-9, "{b:?}");
+        assert!((b.lagrangian_usd - 10.0).abs() < 1e-9, "{b:?}");
+        assert!((b.usd - enumerate_optimum(&input)).abs() < 1e-9);
+    }
+
+    #[test]
+    fn lagrangian_bounds_stay_below_the_optimum_at_every_round_count() {
+        for seed in 0..200 {
+            let input = random_input(seed, false);
+            let opt = enumerate_optimum(&input);
+            for rounds in [1, 5, 30] {
+                let l = lagrangian_bound_of(&input, |_| true, rounds);
+                assert!(
+                    l.usd <= opt + 1e-6,
+                    "seed {seed} rounds {rounds}: {} > {opt}",
+                    l.usd
+                );
+                assert!(l.lambda.iter().flatten().all(|&x| x >= 0.0));
+            }
+        }
+    }
+
+    #[test]
+    fn a_job_uses_at_most_its_units_in_any_one_slot() {
+        // One node of 4 units, prices 1, 5, 5; a 2-unit job of 2 h that may start at 0 or 1.
+        // Without the per-slot cap the relaxation would put all 4 c-hr in slot 0 (cost 4);
+        // with it, 2 c-hr at 1 and 2 at 5: 12, which is the best schedule (start 0).
+        let input = PlanInput {
+            now: Hour(0),
+            starts: 3,
+            nodes: vec![SlotNode {
+                node_id: "a".into(),
+                region: "r".into(),
+                capacity_units: 4,
+                usd_per_chr: vec![1.0, 5.0, 5.0],
+                free: vec![4, 4, 4],
+            }],
+            jobs: vec![PlanJob {
+                id: JobId::try_from("j".to_string()).unwrap(),
+                priority: Priority::try_from(0).unwrap(),
+                units: 2,
+                compute_hours: 4.0,
+                fractions: vec![1.0, 1.0],
+                latest_start: 1,
+                regions: vec![],
+                seq: 0,
+            }],
+        };
+        let b = lower_bound(&input);
+        assert!((b.usd - 12.0).abs() < 1e-9, "{b:?}");
+        assert!((enumerate_optimum(&input) - b.usd).abs() < 1e-9);
+        // Two identical jobs share a class: 2 x 2 units per slot, so they fill slot 0.
+        let mut two = input.clone();
+        let mut j2 = two.jobs[0].clone();
+        j2.id = JobId::try_from("k".to_string()).unwrap();
+        j2.seq = 1;
+        two.jobs.push(j2);
+        let b2 = lower_bound(&two);
+        assert!((b2.usd - 24.0).abs() < 1e-9, "{b2:?}");
+        assert!((b2.demand_chr - 8.0).abs() < 1e-9);
     }
 }

@@ -170,7 +170,7 @@ pub fn strategy_by_name(name: &str) -> Option<Box<dyn Strategy>> {
     match name {
         "baseline-2019" => Some(Box::new(Baseline2019)),
         "greedy-time-aware" => Some(Box::new(GreedyTimeAware)),
-        "optimized" => Some(Box::new(Optimized)),
+        "optimized" => Some(Box::new(Optimized::default())),
         _ => None,
     }
 }
@@ -188,6 +188,8 @@ struct Grid {
     free: Vec<Vec<u32>>,
     /// `prefix[n][s]`: sum of node n's prices over slots 0..s, for O(1) run costs.
     prefix: Vec<Vec<f64>>,
+    /// `min_price[n][s]`: node n's lowest price over slots 0..s (infinite for s = 0).
+    min_price: Vec<Vec<f64>>,
 }
 
 impl Grid {
@@ -204,6 +206,19 @@ impl Grid {
                         .chain(n.usd_per_chr[..h].iter().map(|p| {
                             acc += p;
                             acc
+                        }))
+                        .collect()
+                })
+                .collect(),
+            min_price: input
+                .nodes
+                .iter()
+                .map(|n| {
+                    let mut m = f64::INFINITY;
+                    std::iter::once(m)
+                        .chain(n.usd_per_chr[..h].iter().map(|p| {
+                            m = m.min(*p);
+                            m
                         }))
                         .collect()
                 })
@@ -330,7 +345,7 @@ impl Strategy for GreedyTimeAware {
         let mut grid = Grid::new(input);
         let mut plan = Plan::default();
         for i in priority_order(&input.jobs) {
-            place_cheapest(input, &mut grid, i, &mut plan);
+            place_cheapest(input, &mut grid, i, &mut plan, DEFER_SLACK_HOURS);
         }
         plan
     }
@@ -339,42 +354,70 @@ impl Strategy for GreedyTimeAware {
 /// (cost, start, node) of a candidate spot.
 type Spot = (f64, usize, usize);
 
-/// The cheapest spot for job `i` on the grid as it stands, and the best spot per node.
-fn cheapest_spots(input: &PlanInput, grid: &Grid, nodes: &[usize], i: usize) -> Vec<Spot> {
+/// The cheapest spot for job `i` on the grid as it stands and the cheapest on another node
+/// (at most two spots, each on its own node). A deferred start keeps `slack` hours before
+/// the job's latest start. Nodes are visited in order of a lower bound on the job's cost
+/// there (its compute-hours at the node's lowest price before the job's end), and the visit
+/// stops once that bound cannot beat the two spots found.
+fn cheapest_spots(
+    input: &PlanInput,
+    grid: &Grid,
+    nodes: &[usize],
+    i: usize,
+    slack: i64,
+) -> Vec<Spot> {
     let job = &input.jobs[i];
     let horizon = input.horizon();
     let slots = job.slots();
-    let mut best_per_node: Vec<Spot> = Vec::new();
-    if slots > horizon || input.starts == 0 {
-        return best_per_node;
+    if slots > horizon || input.starts == 0 || job.latest_start < 0 {
+        return Vec::new();
     }
     let last_start = (job.latest_start as usize)
         .min(horizon - slots)
         .min(input.starts - 1);
-    for &n in nodes {
-        let run = grid.runs(n, job.units);
+    let end = last_start + slots;
+    let work = f64::from(job.units) * job.fractions.iter().sum::<f64>();
+    let mut order: Vec<(f64, usize)> = nodes
+        .iter()
+        .map(|&n| (work * grid.min_price[n][end], n))
+        .collect();
+    order.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+    let mut top: Vec<Spot> = Vec::with_capacity(2);
+    for (lb, n) in order {
+        if top.len() == 2 && lb > top[1].0 + 1e-12 {
+            break;
+        }
+        let free = &grid.free[n];
         let mut node_best: Option<Spot> = None;
-        for (s, &room) in run.iter().enumerate().take(last_start + 1) {
-            // Waiting is a bet on the forecast: keep a few hours of slack so a stale feed
-            // or a more urgent arrival at the chosen hour does not cost the deadline.
-            if room < slots || (s > 0 && s as i64 + DEFER_SLACK_HOURS > job.latest_start) {
+        let mut run = 0;
+        for t in (0..end).rev() {
+            run = if free[t] >= job.units { run + 1 } else { 0 };
+            // Waiting is a bet on the forecast: keep `slack` hours so a stale feed or a
+            // more urgent arrival at the chosen hour does not cost the deadline.
+            if t > last_start || run < slots || (t > 0 && t as i64 + slack > job.latest_start) {
                 continue;
             }
-            let c = grid.cost(input, job, n, s);
-            if node_best.is_none_or(|(bc, _, _)| c < bc - 1e-12) {
-                node_best = Some((c, s, n));
+            let c = grid.cost(input, job, n, t);
+            if node_best.is_none_or(|(bc, _, _)| c <= bc + 1e-12) {
+                node_best = Some((c, t, n));
             }
         }
-        best_per_node.extend(node_best);
+        if let Some(nb) = node_best {
+            top.push(nb);
+            top.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
+            top.truncate(2);
+        }
     }
-    best_per_node
+    top
 }
 
 /// Cheapest first; ties go to the earlier start, then the first node.
 fn pick(spots: &[Spot]) -> Option<Spot> {
     let mut best: Option<Spot> = None;
     for &nb in spots {
-        if best.is_none_or(|(bc, bs, _)| nb.0 < bc - 1e-12 || (nb.0 <= bc + 1e-12 && nb.1 < bs)) {
+        if best.is_none_or(|(bc, bs, bn)| {
+            nb.0 < bc - 1e-12 || (nb.0 <= bc + 1e-12 && (nb.1, nb.2) < (bs, bn))
+        }) {
             best = Some(nb);
         }
     }
@@ -382,7 +425,13 @@ fn pick(spots: &[Spot]) -> Option<Spot> {
 }
 
 /// Places job `i` at its cheapest spot (or records why it cannot be placed).
-fn place_cheapest(input: &PlanInput, grid: &mut Grid, i: usize, plan: &mut Plan) -> bool {
+fn place_cheapest(
+    input: &PlanInput,
+    grid: &mut Grid,
+    i: usize,
+    plan: &mut Plan,
+    slack: i64,
+) -> bool {
     let job = &input.jobs[i];
     let nodes = match screen(input, job) {
         Ok(n) => n,
@@ -391,7 +440,7 @@ fn place_cheapest(input: &PlanInput, grid: &mut Grid, i: usize, plan: &mut Plan)
             return false;
         }
     };
-    let spots = cheapest_spots(input, grid, &nodes, i);
+    let spots = cheapest_spots(input, grid, &nodes, i, slack);
     match pick(&spots) {
         Some((_, s, n)) => {
             let runner_up = spots
@@ -415,17 +464,98 @@ fn place_cheapest(input: &PlanInput, grid: &mut Grid, i: usize, plan: &mut Plan)
     }
 }
 
-/// `optimized`: priority level by priority level (most urgent first), the level's jobs are
-/// placed greedily (cheapest spot each, as `greedy-time-aware`) in several orders, and the
-/// level keeps the order that leaves the least work unplaced, then costs least; then a
-/// local search moves single jobs of that level to a cheaper spot while one opens up. A level's outcome depends only on the grid the more urgent levels left and on
-/// its own jobs, so a less urgent job never displaces a more urgent one.
-pub struct Optimized;
+/// `optimized`: priority level by priority level (most urgent first):
+/// 1. the level's jobs are placed at their cheapest spot (as `greedy-time-aware`) in several
+///    orders, and the level keeps the order that leaves the least work unplaced, then costs
+///    least;
+/// 2. repair: a job left without a place takes a spot held by jobs of its own level when
+///    those can all be placed elsewhere (an ejection chain of depth one);
+/// 3. local search: single jobs of the level move to a cheaper spot while one opens up.
+///
+/// A level's outcome depends only on the grid the more urgent levels left and on its own
+/// jobs, so a less urgent job never displaces a more urgent one. A deferred job keeps
+/// `defer_slack_hours` before its latest start (the most urgent priority at least
+/// [`DEFER_SLACK_HOURS`]): with jobs arriving over time the slack keeps a later, more urgent
+/// arrival from pushing a deferred job past its deadline; with every job known and exact
+/// prices (a batch) it only costs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Optimized {
+    pub defer_slack_hours: i64,
+}
+
+impl Default for Optimized {
+    fn default() -> Self {
+        Optimized {
+            defer_slack_hours: DEFER_SLACK_HOURS,
+        }
+    }
+}
 
 /// Orders tried per priority level.
 const ORDERS: usize = 4;
 /// Rounds of the local search per level.
 const LOCAL_SEARCH_ROUNDS: usize = 2;
+/// Spots tried per job in the repair step.
+const REPAIR_SPOTS: usize = 6;
+/// Above this many (job, node) pairs per level, fewer orders are tried (planning time).
+const BIG_LEVEL: usize = 100_000;
+
+/// Hours `optimized` keeps before a deferred job's latest start: its setting, and never
+/// less than [`DEFER_SLACK_HOURS`] for the most urgent priority.
+fn optimized_slack(job: &PlanJob, slack: i64) -> i64 {
+    if job.priority == Priority::MOST_URGENT {
+        slack.max(DEFER_SLACK_HOURS)
+    } else {
+        slack.max(0)
+    }
+}
+
+/// A level's working state: (job, node, start, runner-up) per placed job.
+struct Level {
+    placed: Vec<(usize, usize, usize, Option<Spot>)>,
+    unplaced: Vec<(usize, Unplaced)>,
+    cost: f64,
+}
+
+impl Level {
+    fn unplaced_chr(&self, input: &PlanInput) -> f64 {
+        self.unplaced
+            .iter()
+            .filter(|(_, why)| !why.is_final())
+            .map(|(i, _)| chr(&input.jobs[*i]))
+            .sum()
+    }
+}
+
+/// Places the jobs in `ordered` at their cheapest spots.
+fn place_level(input: &PlanInput, grid: &mut Grid, ordered: &[usize], slack: i64) -> Level {
+    let mut level = Level {
+        placed: Vec::with_capacity(ordered.len()),
+        unplaced: Vec::new(),
+        cost: 0.0,
+    };
+    for &i in ordered {
+        let job = &input.jobs[i];
+        let nodes = match screen(input, job) {
+            Ok(n) => n,
+            Err(why) => {
+                level.unplaced.push((i, why));
+                continue;
+            }
+        };
+        let spots = cheapest_spots(input, grid, &nodes, i, optimized_slack(job, slack));
+        match pick(&spots) {
+            Some((c, s, n)) => {
+                let runner_up = spots.iter().copied().find(|sp| sp.2 != n);
+                grid.reserve(n, s, job);
+                level.cost += c;
+                level.placed.push((i, n, s, runner_up));
+            }
+            None => level.unplaced.push((i, Unplaced::NoCapacityBeforeDeadline)),
+        }
+    }
+    level
+}
 
 impl Strategy for Optimized {
     fn name(&self) -> &'static str {
@@ -440,38 +570,49 @@ impl Strategy for Optimized {
         while lo < order.len() {
             let prio = input.jobs[order[lo]].priority;
             let hi = lo + order[lo..].partition_point(|&i| input.jobs[i].priority == prio);
-            let level = &order[lo..hi];
-            let mut best: Option<(f64, f64, Grid, Plan)> = None;
-            for k in 0..ORDERS {
-                let ordered = level_order(input, &grid, level, k);
+            let jobs = &order[lo..hi];
+            let orders = if jobs.len() * input.nodes.len() > BIG_LEVEL {
+                2
+            } else {
+                ORDERS
+            };
+            let mut best: Option<(Grid, Level)> = None;
+            for k in 0..orders {
+                let ordered = level_order(input, &grid, jobs, k, self.defer_slack_hours);
                 let mut g = grid.clone();
-                let mut p = Plan::default();
-                for &i in &ordered {
-                    place_cheapest(input, &mut g, i, &mut p);
+                let level = place_level(input, &mut g, &ordered, self.defer_slack_hours);
+                let better = best.as_ref().is_none_or(|(_, b)| {
+                    let (u, bu) = (level.unplaced_chr(input), b.unplaced_chr(input));
+                    u < bu - 1e-9 || (u <= bu + 1e-9 && level.cost < b.cost - 1e-9)
+                });
+                if better {
+                    best = Some((g, level));
                 }
-                let unplaced_chr: f64 = p
-                    .unplaced
-                    .iter()
-                    .filter(|(_, why)| !why.is_final())
-                    .map(|(id, _)| {
-                        level
-                            .iter()
-                            .find(|&&i| &input.jobs[i].id == id)
-                            .map_or(0.0, |&i| chr(&input.jobs[i]))
-                    })
-                    .sum();
-                let cost = p.total_cost();
-                if best.as_ref().is_none_or(|(bu, bc, _, _)| {
-                    unplaced_chr < bu - 1e-9 || (unplaced_chr <= bu + 1e-9 && cost < bc - 1e-9)
-                }) {
-                    best = Some((unplaced_chr, cost, g, p));
+                if best.as_ref().is_some_and(|(_, b)| b.unplaced.is_empty()) && k >= 1 {
+                    // Everything placed: the remaining orders only trade cost, which the
+                    // local search also does.
+                    break;
                 }
             }
-            if let Some((_, _, mut g, mut p)) = best {
-                local_search(input, &mut g, &mut p);
+            if let Some((mut g, mut level)) = best {
+                repair(input, &mut g, &mut level, self.defer_slack_hours);
+                local_search(input, &mut g, &mut level, self.defer_slack_hours);
                 grid = g;
-                plan.placements.extend(p.placements);
-                plan.unplaced.extend(p.unplaced);
+                for &(i, n, s, runner_up) in &level.placed {
+                    let runner_up = runner_up.map(|(c, s2, m)| Alternative {
+                        node_id: input.nodes[m].node_id.clone(),
+                        start: input.now.plus(s2 as i64),
+                        cost_usd: c,
+                    });
+                    plan.placements
+                        .push(placement(input, &input.jobs[i], n, s, runner_up));
+                }
+                plan.unplaced.extend(
+                    level
+                        .unplaced
+                        .into_iter()
+                        .map(|(i, why)| (input.jobs[i].id.clone(), why)),
+                );
             }
             lo = hi;
         }
@@ -484,34 +625,45 @@ fn chr(job: &PlanJob) -> f64 {
 }
 
 /// The k-th order tried for one priority level.
-fn level_order(input: &PlanInput, grid: &Grid, level: &[usize], k: usize) -> Vec<usize> {
+fn level_order(
+    input: &PlanInput,
+    grid: &Grid,
+    level: &[usize],
+    k: usize,
+    slack: i64,
+) -> Vec<usize> {
     let jobs = &input.jobs;
     let mut v = level.to_vec();
     match k {
         // Earliest deadline first (greedy-time-aware's order).
         0 => {}
-        // Biggest first: large runs are the hardest to fit.
+        // Least freedom first: shortest window per slot of run, then the widest.
         1 => v.sort_by(|&a, &b| {
+            let fa = jobs[a].latest_start - jobs[a].slots() as i64;
+            let fb = jobs[b].latest_start - jobs[b].slots() as i64;
+            fa.cmp(&fb)
+                .then(jobs[b].units.cmp(&jobs[a].units))
+                .then(jobs[a].seq.cmp(&jobs[b].seq))
+        }),
+        // Biggest first: large runs are the hardest to fit.
+        2 => v.sort_by(|&a, &b| {
             chr(&jobs[b])
                 .total_cmp(&chr(&jobs[a]))
                 .then(jobs[a].latest_start.cmp(&jobs[b].latest_start))
                 .then(jobs[a].seq.cmp(&jobs[b].seq))
         }),
-        // Most to lose first: regret = second-best node's cost minus the best, per c-hr.
-        2 => {
+        // Most to lose first: regret = second-best node's cost minus the best.
+        _ => {
             let regret: Vec<f64> = v
                 .iter()
                 .map(|&i| {
                     let nodes = screen(input, &jobs[i]).unwrap_or_default();
-                    let mut c: Vec<f64> = cheapest_spots(input, grid, &nodes, i)
-                        .iter()
-                        .map(|s| s.0)
-                        .collect();
-                    c.sort_by(f64::total_cmp);
+                    let c =
+                        cheapest_spots(input, grid, &nodes, i, optimized_slack(&jobs[i], slack));
                     match c.len() {
                         0 => f64::INFINITY,
                         1 => 1e6,
-                        _ => c[1] - c[0],
+                        _ => c[1].0 - c[0].0,
                     }
                 })
                 .collect();
@@ -523,58 +675,145 @@ fn level_order(input: &PlanInput, grid: &Grid, level: &[usize], k: usize) -> Vec
             });
             v = idx.into_iter().map(|a| v[a]).collect();
         }
-        // Least freedom first: shortest window per slot of run, then the widest.
-        _ => v.sort_by(|&a, &b| {
-            let fa = jobs[a].latest_start - jobs[a].slots() as i64;
-            let fb = jobs[b].latest_start - jobs[b].slots() as i64;
-            fa.cmp(&fb)
-                .then(jobs[b].units.cmp(&jobs[a].units))
-                .then(jobs[a].seq.cmp(&jobs[b].seq))
-        }),
     }
     v
 }
 
+/// Tries to place each job the level left without a place: for its cheapest few spots that
+/// room held by the level's own jobs would open, those jobs step aside, the job takes the
+/// spot, and each of them goes to its cheapest spot elsewhere; kept only if all find one.
+fn repair(input: &PlanInput, grid: &mut Grid, level: &mut Level, slack: i64) {
+    if level.unplaced.iter().all(|(_, why)| why.is_final()) {
+        return;
+    }
+    let horizon = input.horizon();
+    let mut still = Vec::new();
+    let unplaced = std::mem::take(&mut level.unplaced);
+    for (i, why) in unplaced {
+        if why.is_final() {
+            still.push((i, why));
+            continue;
+        }
+        let job = &input.jobs[i];
+        let (Ok(nodes), Some(last)) = (screen(input, job), flow::last_start(input, i)) else {
+            still.push((i, why));
+            continue;
+        };
+        let own = optimized_slack(job, slack);
+        let len = job.slots();
+        // Candidate spots: (cost, node, start, the level's jobs in the way).
+        let mut cands: Vec<(f64, usize, usize, Vec<usize>)> = Vec::new();
+        for &n in &nodes {
+            // The level's units on node n per slot, and who holds them.
+            let mine: Vec<usize> = (0..level.placed.len())
+                .filter(|&k| level.placed[k].1 == n)
+                .collect();
+            if mine.is_empty() {
+                continue;
+            }
+            for st in 0..=last.min(horizon - len) {
+                if st > 0 && st as i64 + own > job.latest_start {
+                    continue;
+                }
+                let in_way: Vec<usize> = mine
+                    .iter()
+                    .copied()
+                    .filter(|&k| {
+                        let (j, _, s, _) = level.placed[k];
+                        s < st + len && st < s + input.jobs[j].slots()
+                    })
+                    .collect();
+                let fits = (st..st + len).all(|t| {
+                    let held: u32 = in_way
+                        .iter()
+                        .filter(|&&k| {
+                            let (j, _, s, _) = level.placed[k];
+                            s <= t && t < s + input.jobs[j].slots()
+                        })
+                        .map(|&k| input.jobs[level.placed[k].0].units)
+                        .sum();
+                    grid.free[n][t] + held >= job.units
+                });
+                if fits && !in_way.is_empty() {
+                    cands.push((grid.cost(input, job, n, st), n, st, in_way));
+                }
+            }
+        }
+        cands.sort_by(|a, b| {
+            a.3.len()
+                .cmp(&b.3.len())
+                .then(a.0.total_cmp(&b.0))
+                .then((a.1, a.2).cmp(&(b.1, b.2)))
+        });
+        let mut done = false;
+        for (c, n, st, in_way) in cands.into_iter().take(REPAIR_SPOTS) {
+            let mut trial = grid.clone();
+            for &k in &in_way {
+                let (j, m, s, _) = level.placed[k];
+                trial.release(m, s, &input.jobs[j]);
+            }
+            trial.reserve(n, st, job);
+            let mut moved = Vec::new();
+            for &k in &in_way {
+                let j = level.placed[k].0;
+                let jn = screen(input, &input.jobs[j]).unwrap_or_default();
+                let spots = cheapest_spots(
+                    input,
+                    &trial,
+                    &jn,
+                    j,
+                    optimized_slack(&input.jobs[j], slack),
+                );
+                match pick(&spots) {
+                    Some((cj, s2, n2)) => {
+                        trial.reserve(n2, s2, &input.jobs[j]);
+                        moved.push((k, cj, n2, s2));
+                    }
+                    None => break,
+                }
+            }
+            if moved.len() == in_way.len() {
+                for (k, cj, n2, s2) in moved {
+                    let (j, m, s, _) = level.placed[k];
+                    level.cost += cj - grid.cost(input, &input.jobs[j], m, s);
+                    level.placed[k] = (j, n2, s2, None);
+                }
+                *grid = trial;
+                level.cost += c;
+                level.placed.push((i, n, st, None));
+                done = true;
+                break;
+            }
+        }
+        if !done {
+            still.push((i, why));
+        }
+    }
+    level.unplaced = still;
+}
+
 /// Moves single placed jobs to a cheaper spot when one opened (after another move); keeps
 /// every change that lowers the cost.
-fn local_search(input: &PlanInput, grid: &mut Grid, plan: &mut Plan) {
-    let index: std::collections::HashMap<&JobId, usize> = input
-        .jobs
-        .iter()
-        .enumerate()
-        .map(|(i, j)| (&j.id, i))
-        .collect();
-    let node_ix: std::collections::HashMap<&str, usize> = input
-        .nodes
-        .iter()
-        .enumerate()
-        .map(|(i, n)| (n.node_id.as_str(), i))
-        .collect();
-    // Placed: (job index, node, start).
-    let mut placed: Vec<(usize, usize, usize)> = plan
-        .placements
-        .iter()
-        .map(|p| {
-            (
-                index[&p.job_id],
-                node_ix[p.node_id.as_str()],
-                input.now.until(p.start) as usize,
-            )
-        })
-        .collect();
+fn local_search(input: &PlanInput, grid: &mut Grid, level: &mut Level, slack: i64) {
     for _ in 0..LOCAL_SEARCH_ROUNDS {
         let mut improved = false;
-        for slot in placed.iter_mut() {
-            let (i, n, s) = *slot;
+        for slot in level.placed.iter_mut() {
+            let (i, n, s, runner_up) = *slot;
             let job = &input.jobs[i];
             let here = grid.cost(input, job, n, s);
             grid.release(n, s, job);
             let nodes = screen(input, job).unwrap_or_default();
-            let best = pick(&cheapest_spots(input, grid, &nodes, i));
-            match best {
+            let spots = cheapest_spots(input, grid, &nodes, i, optimized_slack(job, slack));
+            match pick(&spots) {
                 Some((c, s2, n2)) if c < here - 1e-9 => {
                     grid.reserve(n2, s2, job);
-                    *slot = (i, n2, s2);
+                    let runner_up = spots
+                        .iter()
+                        .copied()
+                        .find(|sp| sp.2 != n2)
+                        .or(runner_up.filter(|r| r.2 != n2));
+                    *slot = (i, n2, s2, runner_up);
+                    level.cost += c - here;
                     improved = true;
                 }
                 _ => grid.reserve(n, s, job),
@@ -582,20 +821,6 @@ fn local_search(input: &PlanInput, grid: &mut Grid, plan: &mut Plan) {
         }
         if !improved {
             break;
-        }
-    }
-    let by_job: std::collections::HashMap<usize, (usize, usize)> =
-        placed.iter().map(|&(i, n, s)| (i, (n, s))).collect();
-    for p in &mut plan.placements {
-        let i = index[&p.job_id];
-        let (n, s) = by_job[&i];
-        let moved = node_ix[p.node_id.as_str()] != n || input.now.until(p.start) as usize != s;
-        if moved {
-            let runner_up = p
-                .runner_up
-                .take()
-                .filter(|r| r.node_id != input.nodes[n].node_id);
-            *p = placement(input, &input.jobs[i], n, s, runner_up);
         }
     }
 }
@@ -692,7 +917,7 @@ mod tests {
             nodes: vec![node("a", "r", 4, &[0.09, 0.08, 0.01, 0.01])],
             jobs: vec![job("tight", 0, 4, 2, 1, 0), job("loose", 1, 4, 2, 2, 1)],
         };
-        let plan = Optimized.plan(&input);
+        let plan = Optimized::default().plan(&input);
         let tight = plan
             .placements
             .iter()
@@ -724,7 +949,7 @@ mod tests {
                 job("long", 0, 1, 9, 20, 3),
             ],
         };
-        for plan in [Optimized.plan(&input), Baseline2019.plan(&input)] {
+        for plan in [Optimized::default().plan(&input), Baseline2019.plan(&input)] {
             let why = |id: &str| {
                 plan.unplaced
                     .iter()
