@@ -1,5 +1,6 @@
 //! `grd`: the operator command line of Geographic Resource Dispatch.
 
+mod backtest;
 mod bench;
 mod console;
 mod control;
@@ -50,6 +51,9 @@ enum Command {
     Nodes(local::NodesArgs),
     /// Every strategy on one generated instance: cost, lower bound, gap, misses, solve time.
     Bench(bench::BenchArgs),
+    /// Every strategy on recorded price series: plans from the recorded forecasts, pays the
+    /// real prices, compared with a perfect-foresight optimum.
+    Backtest(backtest::BacktestArgs),
     /// Load and soak run on the embedded store: many jobs, duplicates, malformed lines,
     /// concurrent planners; audits for lost, doubled and overbooked work.
     Soak(soak::SoakArgs),
@@ -122,6 +126,7 @@ fn main() -> ExitCode {
             Command::Status(args) => local::status(&db, args).await,
             Command::Nodes(args) => local::nodes(&db, args).await,
             Command::Bench(args) => bench::bench(args),
+            Command::Backtest(args) => tokio::task::block_in_place(|| backtest::run(args)),
             Command::Soak(args) => tokio::task::block_in_place(|| soak::run(args)),
             Command::Ingest(args) => ingest::run(&db, args).await,
             Command::Fetch(args) => fetch::run(&db, args).await,

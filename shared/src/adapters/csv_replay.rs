@@ -1,7 +1,10 @@
 //! Replay of CSV files as a signal source.
 //!
 //! Weather: `timestamp,temp_c,rh_pct` (rh may be empty). Prices:
-//! `timestamp,price_usd_per_mwh[,forecast_usd_per_mwh]`. Timestamps are RFC 3339;
+//! `timestamp,price_usd_per_mwh[,forecast_usd_per_mwh]`, or four columns
+//! `timestamp,real_price,forecast_a,forecast_b` (recorded day-ahead series with two
+//! forecasts, e.g. `dnn_ensemble_forecast,lear_ensemble_forecast`): the first forecast
+//! column is the forecast, the second is checked as a number and otherwise ignored. Timestamps are RFC 3339;
 //! `YYYY-MM-DD HH:MM[:SS]` is read as UTC. A header line is optional. Every row is either
 //! parsed or rejected with its line number and reason; a bad row never stops the rest.
 
@@ -90,9 +93,9 @@ fn parse_row(
             (Reading::Weather { temp_c, rh_pct }, None)
         }
         SignalKind::Price => {
-            if !(2..=3).contains(&cols.len()) {
+            if !(2..=4).contains(&cols.len()) {
                 return Err(Rejection::Malformed(format!(
-                    "expected 2-3 columns, got {}",
+                    "expected 2-4 columns, got {}",
                     cols.len()
                 )));
             }
@@ -103,6 +106,9 @@ fn parse_row(
                     usd_per_mwh: number("forecast_usd_per_mwh", s)?,
                 }),
             };
+            if let Some(second) = cols.get(3).map(|s| s.trim()).filter(|s| !s.is_empty()) {
+                number("second_forecast_usd_per_mwh", second)?;
+            }
             (Reading::Price { usd_per_mwh: price }, forecast)
         }
     };
@@ -290,6 +296,33 @@ mod tests {
         assert_eq!(rows[0].forecast, Some(Reading::Price { usd_per_mwh: 33.1 }));
         assert_eq!(rows[1].forecast, None);
         assert_eq!(rows[1].ts.to_rfc3339(), "2016-12-27T01:00:00+00:00");
+    }
+
+    #[test]
+    fn four_column_price_files_take_the_first_forecast() {
+        let text = "timestamp,real_price,dnn_ensemble_forecast,lear_ensemble_forecast\n\
+            2017-01-02 00:00:00,41.5,40.25,43\n\
+            2017-01-02 01:00:00,39,,38\n\
+            2017-01-02 02:00:00,38,37,abc\n\
+            2017-01-02 03:00:00,38,37,36,35\n";
+        let (rows, bad) = parse(SignalKind::Price, text);
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0].reading, Reading::Price { usd_per_mwh: 41.5 });
+        assert_eq!(
+            rows[0].forecast,
+            Some(Reading::Price { usd_per_mwh: 40.25 })
+        );
+        assert_eq!(
+            rows[1].forecast, None,
+            "an empty first forecast is no forecast"
+        );
+        let lines: Vec<_> = bad.iter().map(|b| (b.line, b.why.reason())).collect();
+        assert_eq!(lines, vec![(4, "malformed"), (5, "malformed")]);
+        assert!(
+            bad[1].why.to_string().contains("2-4 columns"),
+            "{}",
+            bad[1].why
+        );
     }
 
     #[test]

@@ -56,17 +56,14 @@ pub fn draw(seed: u64, stream: u64, i: u64) -> f64 {
     (x >> 11) as f64 / (1u64 << 53) as f64
 }
 
-/// Builds one instance. All jobs are known at slot 0 (a batch); deadlines fall inside the
-/// horizon. Nodes sit in `nodes / 5` regions (at least 2) in different time zones, so their
-/// daily price cycles are out of phase; a third of them lose up to 25 % of their units in the
-/// hot afternoon hours (weather derating). Node capacity is set so that the work is `load`
-/// of the capacity (never below 16 units, the largest job).
-pub fn generate(spec: &Spec) -> PlanInput {
-    let (n_jobs, n_nodes, slots) = spec.size.dims();
-    let seed = spec.seed;
-    let n_regions = (n_nodes / 5).max(2);
-    let max_len = (slots / 3).min(12);
-    let jobs: Vec<PlanJob> = (0..n_jobs as u64)
+/// The job mix of [`generate`]: `n_jobs` jobs for a horizon of `slots` hours (latest start
+/// at most `slots - len`, runs of 1 to `min(slots / 3, 12)` hours in quarter hours), 10 %
+/// priority 0, 30 % priority 1-3, the rest 4-9; units 1-16; a fifth restricted to one or
+/// two of the regions `r0..r{n_regions - 1}`.
+pub fn generate_jobs(n_jobs: usize, slots: usize, n_regions: usize, seed: u64) -> Vec<PlanJob> {
+    let max_len = (slots / 3).clamp(1, 12);
+    let n_regions = n_regions.max(1);
+    (0..n_jobs as u64)
         .map(|i| {
             let p = draw(seed, 1, i);
             let priority = if p < 0.1 {
@@ -107,7 +104,19 @@ pub fn generate(spec: &Spec) -> PlanInput {
                 seq: i,
             }
         })
-        .collect();
+        .collect()
+}
+
+/// Builds one instance. All jobs are known at slot 0 (a batch); deadlines fall inside the
+/// horizon. Nodes sit in `nodes / 5` regions (at least 2) in different time zones, so their
+/// daily price cycles are out of phase; a third of them lose up to 25 % of their units in the
+/// hot afternoon hours (weather derating). Node capacity is set so that the work is `load`
+/// of the capacity (never below 16 units, the largest job).
+pub fn generate(spec: &Spec) -> PlanInput {
+    let (n_jobs, n_nodes, slots) = spec.size.dims();
+    let seed = spec.seed;
+    let n_regions = (n_nodes / 5).max(2);
+    let jobs = generate_jobs(n_jobs, slots, n_regions, seed);
     let work: f64 = jobs.iter().map(|j| j.compute_hours).sum();
     let per_node = work / (spec.load.max(0.01) * n_nodes as f64 * slots as f64);
     let nodes = (0..n_nodes as u64)

@@ -16,5 +16,6 @@
 //! `start` hour index, `slots`, `units`, `cost_usd`), `unplaced[]` (job id, reason) and the
 //! summary. `DIR/bound.json`: the relaxation's value ([`Bound`](crate::domain::plan::Bound)).
 
+pub mod backtest;
 pub mod instance;
 pub mod run;

@@ -165,15 +165,26 @@ pub fn score(
 
 /// The bound and every named strategy's outcome on one instance.
 pub fn run_all(input: &PlanInput, names: &[&str]) -> (Bound, f64, Vec<Outcome>) {
+    let strategies: Vec<Box<dyn Strategy>> = names
+        .iter()
+        .filter_map(|name| crate::domain::plan::strategy_by_name(name))
+        .collect();
+    run_strategies(input, &strategies)
+}
+
+/// The bound and each given strategy's outcome on one instance.
+pub fn run_strategies(
+    input: &PlanInput,
+    strategies: &[Box<dyn Strategy>],
+) -> (Bound, f64, Vec<Outcome>) {
     let t = Instant::now();
     let bound = lower_bound(input);
     let bound_ms = t.elapsed().as_secs_f64() * 1e3;
-    let outcomes = names
+    let outcomes = strategies
         .iter()
-        .filter_map(|name| crate::domain::plan::strategy_by_name(name).map(|s| (name, s)))
-        .map(|(name, s)| {
+        .map(|s| {
             let (plan, first, total) = simulate(input, s.as_ref());
-            score(input, &bound, name, plan, first, total)
+            score(input, &bound, s.name(), plan, first, total)
         })
         .collect();
     (bound, bound_ms, outcomes)
@@ -200,6 +211,8 @@ pub fn summary_json(bound: &Bound, outcomes: &[Outcome]) -> serde_json::Value {
     }
     serde_json::json!({
         "lower_bound_usd": bound.usd,
+        "flow_bound_usd": bound.flow_usd,
+        "lagrangian_bound_usd": bound.lagrangian_usd,
         "bound_penalty_usd": bound.penalty_usd,
         "bound_unserved_chr": bound.unserved_chr,
         "demand_chr": bound.demand_chr,
