@@ -152,3 +152,90 @@ pub async fn create_queues(sqs: &aws_sdk_sqs::Client, max_receives: u32) -> (Str
         .expect("queue");
     (q.queue_url().expect("url").to_string(), dlq_url)
 }
+
+/// Receives what is visible (up to 10 messages, at once visible again) and shapes it as
+/// Lambda's SQS event; also returns each message's receipt handle by message id.
+pub async fn receive(
+    sqs: &aws_sdk_sqs::Client,
+    url: &str,
+) -> (
+    aws_lambda_events::event::sqs::SqsEvent,
+    std::collections::HashMap<String, String>,
+) {
+    use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
+    let out = sqs
+        .receive_message()
+        .queue_url(url)
+        .max_number_of_messages(10)
+        .wait_time_seconds(1)
+        .visibility_timeout(0)
+        .message_system_attribute_names(
+            aws_sdk_sqs::types::MessageSystemAttributeName::ApproximateReceiveCount,
+        )
+        .send()
+        .await
+        .expect("receive");
+    let mut event = SqsEvent::default();
+    let mut handles = std::collections::HashMap::new();
+    for m in out.messages() {
+        let mut msg = SqsMessage::default();
+        msg.message_id = m.message_id().map(str::to_string);
+        msg.receipt_handle = m.receipt_handle().map(str::to_string);
+        msg.body = m.body().map(str::to_string);
+        msg.event_source = Some("aws:sqs".into());
+        handles.insert(
+            m.message_id().expect("message id").to_string(),
+            m.receipt_handle().expect("receipt handle").to_string(),
+        );
+        event.records.push(msg);
+    }
+    (event, handles)
+}
+
+/// The message ids a handler's SQS response reports as failed.
+pub fn failures(response: &serde_json::Value) -> Vec<String> {
+    response["batchItemFailures"]
+        .as_array()
+        .expect("batchItemFailures")
+        .iter()
+        .map(|f| {
+            f["itemIdentifier"]
+                .as_str()
+                .expect("itemIdentifier")
+                .to_string()
+        })
+        .collect()
+}
+
+/// Deletes the messages the handler did not report as failed, as Lambda's poller does;
+/// returns how many.
+pub async fn delete_successes(
+    sqs: &aws_sdk_sqs::Client,
+    url: &str,
+    handles: &std::collections::HashMap<String, String>,
+    failed: &[String],
+) -> usize {
+    use aws_sdk_sqs::types::DeleteMessageBatchRequestEntry;
+    let entries: Vec<_> = handles
+        .iter()
+        .filter(|(id, _)| !failed.contains(id))
+        .enumerate()
+        .map(|(i, (_, h))| {
+            DeleteMessageBatchRequestEntry::builder()
+                .id(i.to_string())
+                .receipt_handle(h)
+                .build()
+                .expect("entry")
+        })
+        .collect();
+    let n = entries.len();
+    if n > 0 {
+        sqs.delete_message_batch()
+            .queue_url(url)
+            .set_entries(Some(entries))
+            .send()
+            .await
+            .expect("delete");
+    }
+    n
+}

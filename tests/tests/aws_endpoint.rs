@@ -5,8 +5,6 @@
 #![cfg(feature = "aws-endpoint")]
 #![allow(clippy::unwrap_used)]
 
-use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
-use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, MessageSystemAttributeName};
 use chrono::{Duration, Utc};
 use grd::adapters::dynamodb::DynamoStore;
 use grd::adapters::s3::S3Archive;
@@ -19,8 +17,9 @@ use grd::domain::time::Hour;
 use grd::lambda::dispatch_jobs::{self, Invocation};
 use grd::lambda::{fetch, price_nodes};
 use grd::ports::{Backlog, Committed, DispatchLog, NodeStore, SignalSource};
-use grd_tests::aws::{create_queues, create_tables, sdk, unique};
-use std::collections::HashMap;
+use grd_tests::aws::{
+    create_queues, create_tables, delete_successes, failures, receive, sdk, unique,
+};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -69,64 +68,6 @@ async fn priced_store(nodes: usize) -> (DynamoStore, aws_config::SdkConfig, Stri
     (store, conf, bucket)
 }
 
-/// Receives what is visible and shapes it as Lambda's SQS event.
-async fn receive(sqs: &aws_sdk_sqs::Client, url: &str) -> (SqsEvent, HashMap<String, String>) {
-    let out = sqs
-        .receive_message()
-        .queue_url(url)
-        .max_number_of_messages(10)
-        .wait_time_seconds(1)
-        .visibility_timeout(0)
-        .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
-        .send()
-        .await
-        .unwrap();
-    let mut event = SqsEvent::default();
-    let mut handles = HashMap::new();
-    for m in out.messages() {
-        let mut msg = SqsMessage::default();
-        msg.message_id = m.message_id().map(str::to_string);
-        msg.receipt_handle = m.receipt_handle().map(str::to_string);
-        msg.body = m.body().map(str::to_string);
-        msg.event_source = Some("aws:sqs".into());
-        handles.insert(
-            m.message_id().unwrap().to_string(),
-            m.receipt_handle().unwrap().to_string(),
-        );
-        event.records.push(msg);
-    }
-    (event, handles)
-}
-
-/// Deletes the messages the handler did not report as failed, as Lambda does.
-async fn delete_successes(
-    sqs: &aws_sdk_sqs::Client,
-    url: &str,
-    handles: &HashMap<String, String>,
-    failed: &[String],
-) {
-    let entries: Vec<_> = handles
-        .iter()
-        .filter(|(id, _)| !failed.contains(id))
-        .enumerate()
-        .map(|(i, (_, h))| {
-            DeleteMessageBatchRequestEntry::builder()
-                .id(i.to_string())
-                .receipt_handle(h)
-                .build()
-                .unwrap()
-        })
-        .collect();
-    if !entries.is_empty() {
-        sqs.delete_message_batch()
-            .queue_url(url)
-            .set_entries(Some(entries))
-            .send()
-            .await
-            .unwrap();
-    }
-}
-
 #[tokio::test]
 async fn an_sqs_batch_with_a_malformed_job_dispatches_the_rest_and_the_bad_one_reaches_the_dlq() {
     let (store, conf, _) = priced_store(3).await;
@@ -173,12 +114,7 @@ async fn an_sqs_batch_with_a_malformed_job_dispatches_the_rest_and_the_bad_one_r
     )
     .await
     .unwrap();
-    let failed: Vec<String> = response["batchItemFailures"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| f["itemIdentifier"].as_str().unwrap().to_string())
-        .collect();
+    let failed = failures(&response);
     assert_eq!(failed, vec![bad_id.clone()]);
     delete_successes(&sqs, &url, &handles, &failed).await;
     let records = store.scan_dispatches().await.unwrap();
@@ -233,12 +169,7 @@ async fn an_sqs_batch_with_a_malformed_job_dispatches_the_rest_and_the_bad_one_r
         )
         .await
         .unwrap();
-        let failed: Vec<String> = response["batchItemFailures"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|f| f["itemIdentifier"].as_str().unwrap().to_string())
-            .collect();
+        let failed = failures(&response);
         assert_eq!(failed, vec![bad_id.clone()]);
         delete_successes(&sqs, &url, &handles, &failed).await;
     }

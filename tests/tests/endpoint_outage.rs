@@ -14,8 +14,6 @@
 #![cfg(feature = "aws-endpoint")]
 #![allow(clippy::unwrap_used)]
 
-use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
-use aws_sdk_sqs::types::DeleteMessageBatchRequestEntry;
 use chrono::{Duration, Utc};
 use grd::adapters::dynamodb::DynamoStore;
 use grd::adapters::synthetic::{Faults, Stream, SyntheticSource};
@@ -24,8 +22,10 @@ use grd::domain::plan::strategy_by_name;
 use grd::domain::time::Hour;
 use grd::lambda::dispatch_jobs::{self, Invocation};
 use grd::ports::{Backlog, DispatchLog, NodeStore, SignalSource};
-use grd_tests::aws::{create_queues, create_tables, endpoint, sdk};
-use std::collections::{BTreeMap, HashMap};
+use grd_tests::aws::{
+    create_queues, create_tables, delete_successes, endpoint, failures, receive, sdk,
+};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -103,73 +103,6 @@ impl Relay {
 
 fn later() -> Instant {
     Instant::now() + std::time::Duration::from_secs(120)
-}
-
-async fn receive(sqs: &aws_sdk_sqs::Client, url: &str) -> (SqsEvent, HashMap<String, String>) {
-    let out = sqs
-        .receive_message()
-        .queue_url(url)
-        .max_number_of_messages(10)
-        .wait_time_seconds(1)
-        .visibility_timeout(0)
-        .send()
-        .await
-        .unwrap();
-    let mut event = SqsEvent::default();
-    let mut handles = HashMap::new();
-    for m in out.messages() {
-        let mut msg = SqsMessage::default();
-        msg.message_id = m.message_id().map(str::to_string);
-        msg.receipt_handle = m.receipt_handle().map(str::to_string);
-        msg.body = m.body().map(str::to_string);
-        msg.event_source = Some("aws:sqs".into());
-        handles.insert(
-            m.message_id().unwrap().to_string(),
-            m.receipt_handle().unwrap().to_string(),
-        );
-        event.records.push(msg);
-    }
-    (event, handles)
-}
-
-fn failures(response: &serde_json::Value) -> Vec<String> {
-    response["batchItemFailures"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| f["itemIdentifier"].as_str().unwrap().to_string())
-        .collect()
-}
-
-/// Deletes what the handler did not report as failed, as Lambda's poller does.
-async fn delete_successes(
-    sqs: &aws_sdk_sqs::Client,
-    url: &str,
-    handles: &HashMap<String, String>,
-    failed: &[String],
-) -> usize {
-    let entries: Vec<_> = handles
-        .iter()
-        .filter(|(id, _)| !failed.contains(id))
-        .enumerate()
-        .map(|(i, (_, h))| {
-            DeleteMessageBatchRequestEntry::builder()
-                .id(i.to_string())
-                .receipt_handle(h)
-                .build()
-                .unwrap()
-        })
-        .collect();
-    let n = entries.len();
-    if n > 0 {
-        sqs.delete_message_batch()
-            .queue_url(url)
-            .set_entries(Some(entries))
-            .send()
-            .await
-            .unwrap();
-    }
-    n
 }
 
 #[tokio::test]
