@@ -352,6 +352,35 @@ impl SharedCalls {
     }
 }
 
+/// The `SignalSource` of an HTTP source: its name, its kind and the nodes it serves (those
+/// naming it in their `sources`); any other node gets nothing from it.
+macro_rules! http_signal_source {
+    ($ty:ty, $kind:expr, |$source:ident, $node:ident| $serves:expr) => {
+        impl SignalSource for $ty {
+            fn name(&self) -> &str {
+                &self.common.name
+            }
+            fn kind(&self) -> SignalKind {
+                $kind
+            }
+            fn fetch<'a>(
+                &'a self,
+                node: &'a Node,
+                now: DateTime<Utc>,
+            ) -> BoxFuture<'a, Result<Fetched, SourceError>> {
+                async move {
+                    let ($source, $node) = (self, node);
+                    if !$serves {
+                        return Ok(Fetched::default());
+                    }
+                    self.fetch_node(node, now).await
+                }
+                .boxed()
+            }
+        }
+    };
+}
+
 /// What every HTTP source shares: the client, the de-duplication and the archive.
 struct Common {
     name: String,
@@ -537,27 +566,9 @@ impl OpenMeteoSource {
     }
 }
 
-impl SignalSource for OpenMeteoSource {
-    fn name(&self) -> &str {
-        Self::NAME
-    }
-    fn kind(&self) -> SignalKind {
-        SignalKind::Weather
-    }
-    fn fetch<'a>(
-        &'a self,
-        node: &'a Node,
-        now: DateTime<Utc>,
-    ) -> BoxFuture<'a, Result<Fetched, SourceError>> {
-        async move {
-            if node.sources.weather != Some(WeatherProvider::OpenMeteo) {
-                return Ok(Fetched::default());
-            }
-            self.fetch_node(node, now).await
-        }
-        .boxed()
-    }
-}
+http_signal_source!(OpenMeteoSource, SignalKind::Weather, |_s, node| {
+    node.sources.weather == Some(WeatherProvider::OpenMeteo)
+});
 
 /// NWS (US only): points -> hourly forecast, and the nearest station's latest observation.
 pub struct NwsSource {
@@ -662,27 +673,9 @@ impl NwsSource {
     }
 }
 
-impl SignalSource for NwsSource {
-    fn name(&self) -> &str {
-        Self::NAME
-    }
-    fn kind(&self) -> SignalKind {
-        SignalKind::Weather
-    }
-    fn fetch<'a>(
-        &'a self,
-        node: &'a Node,
-        now: DateTime<Utc>,
-    ) -> BoxFuture<'a, Result<Fetched, SourceError>> {
-        async move {
-            if node.sources.weather != Some(WeatherProvider::Nws) {
-                return Ok(Fetched::default());
-            }
-            self.fetch_node(node, now).await
-        }
-        .boxed()
-    }
-}
+http_signal_source!(NwsSource, SignalKind::Weather, |_s, node| {
+    node.sources.weather == Some(WeatherProvider::Nws)
+});
 
 /// Energy-Charts day-ahead prices per bidding zone (EUR/MWh, converted to USD).
 pub struct EnergyChartsSource {
@@ -727,27 +720,9 @@ impl EnergyChartsSource {
     }
 }
 
-impl SignalSource for EnergyChartsSource {
-    fn name(&self) -> &str {
-        Self::NAME
-    }
-    fn kind(&self) -> SignalKind {
-        SignalKind::Price
-    }
-    fn fetch<'a>(
-        &'a self,
-        node: &'a Node,
-        now: DateTime<Utc>,
-    ) -> BoxFuture<'a, Result<Fetched, SourceError>> {
-        async move {
-            if node.sources.prices != Some(PriceProvider::EnergyCharts) {
-                return Ok(Fetched::default());
-            }
-            self.fetch_node(node, now).await
-        }
-        .boxed()
-    }
-}
+http_signal_source!(EnergyChartsSource, SignalKind::Price, |_s, node| {
+    node.sources.prices == Some(PriceProvider::EnergyCharts)
+});
 
 /// NYISO zonal LBMP from the public MIS CSV files, day-ahead or real-time.
 pub struct NyisoSource {
@@ -794,31 +769,13 @@ impl NyisoSource {
     }
 }
 
-impl SignalSource for NyisoSource {
-    fn name(&self) -> &str {
-        &self.common.name
-    }
-    fn kind(&self) -> SignalKind {
-        SignalKind::Price
-    }
-    fn fetch<'a>(
-        &'a self,
-        node: &'a Node,
-        now: DateTime<Utc>,
-    ) -> BoxFuture<'a, Result<Fetched, SourceError>> {
-        async move {
-            let wanted = match self.market {
-                nyiso::Market::DayAhead => PriceProvider::NyisoDayAhead,
-                nyiso::Market::RealTime => PriceProvider::NyisoRealTime,
-            };
-            if node.sources.prices != Some(wanted) {
-                return Ok(Fetched::default());
-            }
-            self.fetch_node(node, now).await
-        }
-        .boxed()
-    }
-}
+http_signal_source!(NyisoSource, SignalKind::Price, |source, node| {
+    node.sources.prices
+        == Some(match source.market {
+            nyiso::Market::DayAhead => PriceProvider::NyisoDayAhead,
+            nyiso::Market::RealTime => PriceProvider::NyisoRealTime,
+        })
+});
 
 /// Where the real sources are and how to call them; read once from the environment.
 #[derive(Debug, Clone, PartialEq)]
