@@ -492,7 +492,7 @@ async fn fetch_functions_match_their_roles() {
         // duplicate (the refusal path reads the stored item).
         // Replay first, while nothing newer is stored for these nodes.
         for choice in [
-            config::SourceChoice::Replay,
+            config::SourceChoice::Replay { speed: 1 },
             config::SourceChoice::Synthetic { seed: 1 },
         ] {
             let conf = FetchConfig {
@@ -521,7 +521,7 @@ async fn fetch_functions_match_their_roles() {
                     .unwrap();
                 assert_eq!(report.failed(), 0, "{choice:?}: {report:?}");
                 let accepted: usize = report.sources.values().map(|s| s.accepted).sum();
-                if choice == config::SourceChoice::Replay {
+                if matches!(choice, config::SourceChoice::Replay { .. }) {
                     assert_eq!(accepted > 0, round == 0, "{report:?}");
                 }
             }
@@ -538,6 +538,7 @@ fn replay_source(kind: SignalKind, rec: &Recording) -> S3Replay {
         config::REPLAY_PREFIX,
         kind,
         48,
+        1,
     )
 }
 

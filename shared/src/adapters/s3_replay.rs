@@ -5,14 +5,72 @@
 //! series loops: it is laid over the calendar in whole periods of whole days from its first
 //! row, so the clock always falls inside it and the time of day stays true. A node without an
 //! object gets no data from this source (an error for that node only).
+//!
+//! At a speed of S, every real hour replays S hours of the series: the series time is
+//! `REPLAY_EPOCH + (now - REPLAY_EPOCH) x S`, and what is read there is stamped back onto the
+//! clock (observations at the matching real instant, every S-th forecast hour on consecutive
+//! real hours), so the pipeline downstream sees an ordinary, faster-moving world.
 
 use super::csv_replay::{parse, ReplaySource};
 use crate::domain::node::Node;
-use crate::domain::signal::SignalKind;
+use crate::domain::signal::{Observation, SignalKind};
+use crate::domain::time::Hour;
 use crate::ports::{Fetched, SignalSource, SourceError};
 use chrono::{DateTime, Duration, Utc};
 use futures::future::BoxFuture;
 use futures::FutureExt;
+
+/// The fixed instant from which a sped-up replay counts (speed 1 is the clock itself).
+pub fn replay_epoch() -> DateTime<Utc> {
+    DateTime::from_timestamp(1_704_067_200, 0).unwrap_or_default() // 2024-01-01T00:00Z
+}
+
+/// The series time shown at `now` when replaying at `speed` series hours per real hour.
+pub fn series_time(now: DateTime<Utc>, speed: u32) -> DateTime<Utc> {
+    let epoch = replay_epoch();
+    epoch + (now - epoch) * i32::try_from(speed.max(1)).unwrap_or(1)
+}
+
+/// What was read at series time `at` (see [`series_time`]), stamped onto the clock `now`:
+/// an observation `d` before `at` lands `d / speed` before `now`; the forecast keeps every
+/// `speed`-th hour from the current one, on consecutive real hours.
+pub fn onto_clock(f: Fetched, at: DateTime<Utc>, now: DateTime<Utc>, speed: u32) -> Fetched {
+    if speed <= 1 {
+        return f;
+    }
+    let s = i64::from(speed);
+    let observations = f
+        .observations
+        .into_iter()
+        .map(|o| {
+            let back = Duration::seconds((at - o.source_ts).num_seconds() / s);
+            Observation::new(&o.node_id, &o.source, now - back, o.reading)
+        })
+        .collect();
+    let (series_hour, real_hour) = (Hour::containing(at), Hour::containing(now));
+    let forecasts = f
+        .forecasts
+        .into_iter()
+        .map(|mut fc| {
+            fc.issued_at = real_hour.start();
+            fc.points = fc
+                .points
+                .into_iter()
+                .filter_map(|(h, r)| {
+                    let d = h.0 - series_hour.0;
+                    (d >= 0 && d % s == 0).then(|| (real_hour.plus(d / s), r))
+                })
+                .collect();
+            fc
+        })
+        .filter(|fc| !fc.points.is_empty())
+        .collect();
+    Fetched {
+        observations,
+        forecasts,
+        ..f
+    }
+}
 
 /// Largest replay object read, in bytes (a year of hourly rows is well under 1 MiB).
 pub const MAX_REPLAY_OBJECT: i64 = 16 * 1024 * 1024;
@@ -37,6 +95,8 @@ pub struct S3Replay {
     prefix: String,
     kind: SignalKind,
     horizon: u32,
+    /// Series hours per real hour (1 = real time).
+    speed: u32,
     name: String,
 }
 
@@ -47,6 +107,7 @@ impl S3Replay {
         prefix: impl Into<String>,
         kind: SignalKind,
         horizon: u32,
+        speed: u32,
     ) -> S3Replay {
         S3Replay {
             client,
@@ -54,6 +115,7 @@ impl S3Replay {
             prefix: prefix.into(),
             kind,
             horizon,
+            speed: speed.max(1),
             name: format!("s3-replay-{}", kind.as_str()),
         }
     }
@@ -140,15 +202,19 @@ impl SignalSource for S3Replay {
             let (Some(first), Some(last)) = (first, last) else {
                 return Err(bad("no usable rows".into()));
             };
+            let at = series_time(now, self.speed);
+            // Enough series hours for the horizon at this speed.
+            let horizon = self.horizon.saturating_mul(self.speed);
             let replay = ReplaySource::new(
                 &node.id,
                 self.kind,
                 &text,
-                looping_start(first, last, now),
-                self.horizon,
+                looping_start(first, last, at),
+                horizon,
             )
             .map_err(bad)?;
-            replay.fetch(node, now).await
+            let fetched = replay.fetch(node, at).await?;
+            Ok(onto_clock(fetched, at, now, self.speed))
         }
         .boxed()
     }
@@ -179,6 +245,61 @@ mod tests {
         }
         // Inside the series: not moved at all.
         assert_eq!(looping_start(first, last, t(2018, 4, 19, 12)), first);
+    }
+
+    #[test]
+    fn a_sped_up_replay_moves_the_series_faster_than_the_clock() {
+        let now = t(2026, 11, 28, 13);
+        assert_eq!(series_time(now, 1), now);
+        let later = now + Duration::hours(1);
+        assert_eq!(
+            series_time(later, 24) - series_time(now, 24),
+            Duration::hours(24)
+        );
+    }
+
+    #[test]
+    fn what_is_read_at_series_time_lands_on_the_clock() {
+        use crate::domain::signal::{Forecast, Reading};
+        let (at, now) = (t(2030, 5, 1, 10), t(2026, 11, 28, 13));
+        let price = |p| Reading::Price { usd_per_mwh: p };
+        let f = Fetched {
+            observations: vec![Observation::new(
+                "n",
+                "s",
+                at - Duration::hours(2),
+                price(1.0),
+            )],
+            forecasts: vec![Forecast {
+                node_id: "n".into(),
+                kind: SignalKind::Price,
+                issued_at: at,
+                points: (0..9)
+                    .map(|k| (Hour::containing(at).plus(k), price(f64::from(k as i32))))
+                    .collect(),
+                source: "s".into(),
+            }],
+            ..Fetched::default()
+        };
+        let out = onto_clock(f.clone(), at, now, 4);
+        assert_eq!(out.observations[0].source_ts, now - Duration::minutes(30));
+        assert!(out.observations[0].is_valid_at(now));
+        let h = Hour::containing(now);
+        assert_eq!(
+            out.forecasts[0].points,
+            vec![
+                (h, price(0.0)),
+                (h.plus(1), price(4.0)),
+                (h.plus(2), price(8.0))
+            ]
+        );
+        assert_eq!(out.forecasts[0].issued_at, h.start());
+        // Speed 1 changes nothing.
+        let same = onto_clock(f.clone(), at, at, 1);
+        assert_eq!(
+            (same.observations, same.forecasts),
+            (f.observations, f.forecasts)
+        );
     }
 
     #[test]

@@ -78,8 +78,9 @@ impl Env {
 pub enum SourceChoice {
     /// The calibrated generator (`synthetic` or `synthetic:SEED`).
     Synthetic { seed: u64 },
-    /// CSV series in the raw bucket under [`REPLAY_PREFIX`], looped (`replay`).
-    Replay,
+    /// CSV series in the raw bucket under [`REPLAY_PREFIX`], looped, at `speed` series hours
+    /// per real hour (`replay` = 1, `replay:SPEED`).
+    Replay { speed: u32 },
     /// The public APIs each node names in its `sources` (`live`); a node naming none gets
     /// no data of that kind and goes stale.
     Live,
@@ -126,14 +127,25 @@ impl FetchConfig {
         };
         let source = match value.split_once(':') {
             None if value == "synthetic" => SourceChoice::Synthetic { seed: 42 },
-            None if value == "replay" => SourceChoice::Replay,
+            None if value == "replay" => SourceChoice::Replay { speed: 1 },
             None if value == "live" => SourceChoice::Live,
+            Some(("replay", speed)) => SourceChoice::Replay {
+                speed: speed
+                    .parse()
+                    .ok()
+                    .filter(|s| (1..=168).contains(s))
+                    .ok_or_else(|| invalid("the replay speed after `:` must be 1..168"))?,
+            },
             Some(("synthetic", seed)) => SourceChoice::Synthetic {
                 seed: seed
                     .parse()
                     .map_err(|_| invalid("the seed after `:` must be a whole number"))?,
             },
-            _ => return Err(invalid("known sources: synthetic[:SEED], replay, live")),
+            _ => {
+                return Err(invalid(
+                    "known sources: synthetic[:SEED], replay[:SPEED], live",
+                ))
+            }
         };
         Ok(FetchConfig {
             nodes_table: env.required(NODES_TABLE)?,
@@ -269,13 +281,28 @@ mod tests {
                 (SIGNAL_SOURCE, source),
             ]))
         };
-        assert_eq!(with("replay").unwrap().source, SourceChoice::Replay);
+        assert_eq!(
+            with("replay").unwrap().source,
+            SourceChoice::Replay { speed: 1 }
+        );
+        assert_eq!(
+            with("replay:24").unwrap().source,
+            SourceChoice::Replay { speed: 24 }
+        );
         assert_eq!(with("live").unwrap().source, SourceChoice::Live);
         assert_eq!(
             with("synthetic").unwrap().source,
             SourceChoice::Synthetic { seed: 42 }
         );
-        for bad in ["replay:x", "synthetic:x", "live:x", "real", ""] {
+        for bad in [
+            "replay:x",
+            "replay:0",
+            "replay:1000",
+            "synthetic:x",
+            "live:x",
+            "real",
+            "",
+        ] {
             let e = with(bad).unwrap_err().to_string();
             assert!(e.contains("GRD_SIGNAL_SOURCE"), "{bad}: {e}");
         }

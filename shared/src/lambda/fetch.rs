@@ -33,12 +33,13 @@ pub fn sources(
                 Faults::NONE,
             ))]
         }
-        SourceChoice::Replay => vec![Arc::new(S3Replay::new(
+        SourceChoice::Replay { speed } => vec![Arc::new(S3Replay::new(
             s3.clone(),
             config.raw_bucket.clone(),
             REPLAY_PREFIX,
             kind,
             config.horizon,
+            speed,
         ))],
         SourceChoice::Live => {
             let archive: Arc<dyn RawArchive> =
