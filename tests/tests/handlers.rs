@@ -21,6 +21,7 @@ use grd::ports::{
     Backlog, NodeState, NodeStore, RawArchive, RawPayload, SignalSource, SignalStore, StoreError,
     Stored,
 };
+use grd_tests::aws::failures;
 use grd_tests::{check_invariants, start};
 use lambda_runtime::{Context, LambdaEvent};
 use std::sync::{Arc, Mutex};
@@ -50,15 +51,6 @@ async fn store_with_fleet() -> SqliteStore {
         store.put_node(&node).await.unwrap();
     }
     store
-}
-
-fn failures(response: &serde_json::Value) -> Vec<String> {
-    response["batchItemFailures"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| f["itemIdentifier"].as_str().unwrap().to_string())
-        .collect()
 }
 
 #[tokio::test]
@@ -97,6 +89,42 @@ async fn an_sqs_batch_with_one_malformed_job_fails_that_message_alone() {
         vec!["d4c3b2a1-0f9e-48d7-a6b5-4a5b6c7d8e94"]
     );
     assert_eq!(store.all_jobs().await.unwrap().len(), 3);
+    check_invariants(&store).await;
+}
+
+/// An oversized message fails alone, with what was wrong logged; the rest is accepted.
+#[tokio::test]
+async fn an_oversized_message_fails_alone() {
+    let store = store_with_fleet().await;
+    let strategy = grd::domain::plan::strategy_by_name("optimized").unwrap();
+    let good = r#"{"id":"ok-1","priority":1,"compute_hours":2,"deadline":"2026-07-03T00:00:00Z"}"#;
+    let huge = format!(
+        r#"{{"id":"big-1","priority":1,"compute_hours":2,"deadline":"2026-07-03T00:00:00Z","pad":"{}"}}"#,
+        "x".repeat(grd::domain::job::MAX_JOB_LINE_BYTES)
+    );
+    let payload = serde_json::json!({"Records": [
+        {"messageId": "m-good", "body": good, "eventSource": "aws:sqs"},
+        {"messageId": "m-huge", "body": huge, "eventSource": "aws:sqs"},
+    ]});
+    let response = dispatch_jobs::handle(
+        &store,
+        strategy.as_ref(),
+        48,
+        Invocation::from_payload(payload).unwrap(),
+        start(),
+        Instant::now() + std::time::Duration::from_secs(30),
+    )
+    .await
+    .unwrap();
+    assert_eq!(failures(&response), vec!["m-huge"]);
+    let ids: Vec<String> = store
+        .all_jobs()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.job.id.to_string())
+        .collect();
+    assert_eq!(ids, vec!["ok-1"]);
     check_invariants(&store).await;
 }
 
