@@ -3,7 +3,7 @@
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use grd::adapters::csv_replay::{parse, parse_timestamp};
+use grd::adapters::csv_replay::{parse, parse_timestamp, Row};
 use grd::bench::backtest::{backtest, summary_json, BacktestSpec, NodeSeries};
 use grd::domain::plan::STRATEGY_NAMES;
 use grd::domain::signal::{Reading, SignalKind};
@@ -43,11 +43,11 @@ pub struct BacktestArgs {
     json: bool,
 }
 
-/// Hour -> (value, forecast) from one file, with the file named in every error.
-fn read_prices(path: &Path) -> Result<BTreeMap<i64, (f64, Option<f64>)>> {
+/// The rows of one file of `kind`; a bad row or no row at all is an error naming the file.
+fn read_rows(path: &Path, kind: SignalKind) -> Result<Vec<Row>> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let (rows, bad) = parse(SignalKind::Price, &text);
+    let (rows, bad) = parse(kind, &text);
     if let Some(b) = bad.first() {
         bail!(
             "{}: {} bad row(s), first at line {}: {}",
@@ -58,8 +58,14 @@ fn read_prices(path: &Path) -> Result<BTreeMap<i64, (f64, Option<f64>)>> {
         );
     }
     if rows.is_empty() {
-        bail!("{}: no price rows", path.display());
+        bail!("{}: no {} rows", path.display(), kind.as_str());
     }
+    Ok(rows)
+}
+
+/// Hour -> (value, forecast) from one file, with the file named in every error.
+fn read_prices(path: &Path) -> Result<BTreeMap<i64, (f64, Option<f64>)>> {
+    let rows = read_rows(path, SignalKind::Price)?;
     Ok(rows
         .into_iter()
         .filter_map(|r| match (r.reading, r.forecast) {
@@ -79,21 +85,7 @@ fn read_prices(path: &Path) -> Result<BTreeMap<i64, (f64, Option<f64>)>> {
 }
 
 fn read_weather(path: &Path) -> Result<BTreeMap<i64, (f64, Option<f64>)>> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let (rows, bad) = parse(SignalKind::Weather, &text);
-    if let Some(b) = bad.first() {
-        bail!(
-            "{}: {} bad row(s), first at line {}: {}",
-            path.display(),
-            bad.len(),
-            b.line,
-            b.why
-        );
-    }
-    if rows.is_empty() {
-        bail!("{}: no weather rows", path.display());
-    }
+    let rows = read_rows(path, SignalKind::Weather)?;
     Ok(rows
         .into_iter()
         .filter_map(|r| match r.reading {
