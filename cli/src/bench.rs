@@ -100,12 +100,13 @@ pub fn bench(args: BenchArgs) -> Result<ExitCode> {
         args.size, args.load, args.swing, args.seed, args.defer_slack
     );
     println!(
-        "lower bound ${:.2} (flow {}, Lagrangian ${:.2}; flow penalty ${:.2} for {:.1} of {:.1} c-hr unserved), {:.0} ms",
+        "lower bound ${:.2} (flow {}, Lagrangian ${:.2} in {} rounds; flow penalty ${:.2} for {:.1} of {:.1} c-hr unserved), {:.0} ms",
         bound.usd,
         bound
             .flow_usd
             .map_or("not solved".to_string(), |f| format!("${f:.2}")),
         bound.lagrangian_usd,
+        bound.lagrangian_rounds,
         bound.penalty_usd,
         bound.unserved_chr.iter().sum::<f64>(),
         bound.demand_chr,

@@ -7,8 +7,8 @@
 //! A job still without a place when its latest start has passed is a deadline miss.
 
 use crate::domain::plan::{
-    flow::last_start, lower_bound, lower_bound_of, penalty_per_chr, Bound, Placement, Plan,
-    PlanInput, Strategy, Unplaced,
+    flow::{lagrangian_value, last_start},
+    lower_bound, penalty_per_chr, Bound, Placement, Plan, PlanInput, Strategy, Unplaced,
 };
 use serde::Serialize;
 use std::collections::HashSet;
@@ -23,8 +23,11 @@ pub struct Outcome {
     pub penalised_usd: f64,
     /// (penalised - bound) / bound.
     pub gap: f64,
-    /// Bound over only the jobs this strategy placed, and the gap to it: the cost
-    /// efficiency on the same served compute-hours.
+    /// A lower bound over only the jobs this strategy placed, and the gap to it: the cost
+    /// efficiency on the same served compute-hours. It is the Lagrangian value over those
+    /// jobs at the full instance's multipliers (or at zero multipliers, every job at its own
+    /// cheapest spot, when that is higher): valid, but not optimised for the subset, so
+    /// looser than the full instance's bound.
     pub served_bound_usd: f64,
     pub gap_served: f64,
     pub deadline_misses: usize,
@@ -145,15 +148,20 @@ pub fn score(
             unserved += chr(input, j);
         }
     }
-    let served = lower_bound_of(input, |j| placed.contains(&input.jobs[j].id));
+    let served_only = |j: usize| placed.contains(&input.jobs[j].id);
+    let served = lagrangian_value(input, served_only, &bound.multipliers).max(lagrangian_value(
+        input,
+        served_only,
+        &[],
+    ));
     let penalised = cost + penalty;
     Outcome {
         strategy: name.to_string(),
         cost_usd: cost,
         penalised_usd: penalised,
         gap: (penalised - bound.usd) / bound.usd.abs().max(1e-9),
-        served_bound_usd: served.usd,
-        gap_served: (cost - served.usd) / served.usd.abs().max(1e-9),
+        served_bound_usd: served,
+        gap_served: (cost - served) / served.abs().max(1e-9),
         deadline_misses: misses_by_priority.iter().sum(),
         misses_by_priority,
         unserved_chr: unserved,
@@ -213,6 +221,7 @@ pub fn summary_json(bound: &Bound, outcomes: &[Outcome]) -> serde_json::Value {
         "lower_bound_usd": bound.usd,
         "flow_bound_usd": bound.flow_usd,
         "lagrangian_bound_usd": bound.lagrangian_usd,
+        "lagrangian_rounds": bound.lagrangian_rounds,
         "bound_penalty_usd": bound.penalty_usd,
         "bound_unserved_chr": bound.unserved_chr,
         "demand_chr": bound.demand_chr,
@@ -230,7 +239,7 @@ mod tests {
     #[test]
     fn no_strategy_beats_the_bound_on_generated_instances() {
         for seed in 0..3 {
-            for load in [0.3, 0.9] {
+            for load in [0.3, 0.6, 0.9] {
                 let input = generate(&Spec {
                     size: Size::Small,
                     load,
@@ -239,6 +248,9 @@ mod tests {
                 });
                 let (bound, _, outcomes) = run_all(&input, &STRATEGY_NAMES);
                 for o in &outcomes {
+                    if o.strategy == "optimized" && bound.unserved_chr[0] == 0.0 {
+                        assert_eq!(o.misses_by_priority[0], 0, "{seed} {load}");
+                    }
                     assert!(
                         o.penalised_usd >= bound.usd - 1e-6,
                         "{} {seed} {load}",

@@ -93,6 +93,12 @@ pub struct Bound {
     pub flow_usd: Option<f64>,
     /// The best Lagrangian bound found (USD).
     pub lagrangian_usd: f64,
+    /// Subgradient rounds run for it.
+    pub lagrangian_rounds: usize,
+    /// The Lagrangian multipliers that gave it (per node and slot; empty when not computed),
+    /// for bounding subsets of the jobs with [`lagrangian_value`].
+    #[serde(skip)]
+    pub multipliers: Vec<Vec<f64>>,
 }
 
 /// Above this many (job class, slot) arcs the flow relaxation is not solved (its solve time
@@ -107,7 +113,9 @@ pub fn lower_bound_of(input: &PlanInput, include: impl Fn(usize) -> bool) -> Bou
         .filter(|&j| include(j))
         .filter_map(|j| last_start(input, j).map(|l| l + input.jobs[j].slots()))
         .sum();
-    let lagrangian = lagrangian_bound_of(input, &include, LAGRANGIAN_ROUNDS).usd;
+    let work = Dual::new(input, &include).work().max(1);
+    let rounds = (LAGRANGIAN_WORK / work).clamp(40, LAGRANGIAN_ROUNDS);
+    let lagrangian = lagrangian_search(input, &include, rounds, None, None);
     let mut b = if arcs <= FLOW_ARC_LIMIT {
         flow_bound_of(input, &include)
     } else {
@@ -124,10 +132,14 @@ pub fn lower_bound_of(input: &PlanInput, include: impl Fn(usize) -> bool) -> Bou
             unserved_chr: [0.0; 10],
             flow_usd: None,
             lagrangian_usd: f64::NEG_INFINITY,
+            lagrangian_rounds: 0,
+            multipliers: Vec::new(),
         }
     };
-    b.lagrangian_usd = lagrangian;
-    b.usd = b.usd.max(lagrangian);
+    b.lagrangian_usd = lagrangian.usd;
+    b.usd = b.usd.max(lagrangian.usd);
+    b.lagrangian_rounds = lagrangian.rounds;
+    b.multipliers = lagrangian.lambda;
     b
 }
 
@@ -237,6 +249,8 @@ pub fn flow_bound_of(input: &PlanInput, include: impl Fn(usize) -> bool) -> Boun
         unserved_chr,
         flow_usd: Some(usd),
         lagrangian_usd: f64::NEG_INFINITY,
+        lagrangian_rounds: 0,
+        multipliers: Vec::new(),
     }
 }
 
@@ -245,14 +259,183 @@ pub fn lower_bound(input: &PlanInput) -> Bound {
     lower_bound_of(input, |_| true)
 }
 
-/// Subgradient rounds of the Lagrangian bound.
-pub const LAGRANGIAN_ROUNDS: usize = 40;
+/// Subgradient rounds of the Lagrangian bound at most (fewer on large instances, see
+/// [`LAGRANGIAN_WORK`]).
+pub const LAGRANGIAN_ROUNDS: usize = 300;
 
-/// A Lagrangian bound and the multipliers (USD per unit-hour, per node and slot) it ended with.
+/// Budget of (job, node, start) evaluations for the Lagrangian bound in [`lower_bound_of`]:
+/// an instance whose one round costs more gets fewer rounds (at least 40).
+pub const LAGRANGIAN_WORK: usize = 4_000_000_000;
+
+/// A Lagrangian bound and the multipliers (USD per unit-hour, per node and slot) that gave it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Lagrangian {
     pub usd: f64,
     pub lambda: Vec<Vec<f64>>,
+    /// Rounds run.
+    pub rounds: usize,
+}
+
+/// One job of the Lagrangian subproblem.
+struct DualJob {
+    j: usize,
+    last: usize,
+    nodes: Vec<usize>,
+    penalty: f64,
+}
+
+/// The Lagrangian subproblem over a set of jobs: for multipliers `lambda`, each job's
+/// cheapest whole run (or its penalty).
+struct Dual<'a> {
+    input: &'a PlanInput,
+    jobs: Vec<DualJob>,
+    /// `runs[units][n][s]`: slots from s on node n with at least `units` free.
+    runs: HashMap<u32, Vec<Vec<usize>>>,
+    /// Prefix sums of the prices per node.
+    pp: Vec<Vec<f64>>,
+    horizon: usize,
+}
+
+impl<'a> Dual<'a> {
+    fn new(input: &'a PlanInput, include: &dyn Fn(usize) -> bool) -> Dual<'a> {
+        let horizon = input.horizon();
+        let jobs: Vec<DualJob> = (0..input.jobs.len())
+            .filter(|&j| include(j))
+            .filter_map(|j| {
+                let last = last_start(input, j)?;
+                let job = &input.jobs[j];
+                let nodes = (0..input.nodes.len())
+                    .filter(|&n| {
+                        let node = &input.nodes[n];
+                        (job.regions.is_empty() || job.regions.contains(&node.region))
+                            && node.capacity_units >= job.units
+                    })
+                    .collect();
+                let penalty = f64::from(job.units)
+                    * job.fractions.iter().sum::<f64>()
+                    * penalty_per_chr(input, job.priority.get());
+                Some(DualJob {
+                    j,
+                    last,
+                    nodes,
+                    penalty,
+                })
+            })
+            .collect();
+        let mut units: Vec<u32> = jobs.iter().map(|d| input.jobs[d.j].units).collect();
+        units.sort_unstable();
+        units.dedup();
+        let runs = units
+            .iter()
+            .map(|&u| {
+                let per_node = input
+                    .nodes
+                    .iter()
+                    .map(|node| {
+                        let mut run = vec![0; horizon + 1];
+                        for t in (0..horizon).rev() {
+                            run[t] = if node.free[t] >= u { run[t + 1] + 1 } else { 0 };
+                        }
+                        run
+                    })
+                    .collect();
+                (u, per_node)
+            })
+            .collect();
+        let pp = input
+            .nodes
+            .iter()
+            .map(|node| prefix(&node.usd_per_chr[..horizon]))
+            .collect();
+        Dual {
+            input,
+            jobs,
+            runs,
+            pp,
+            horizon,
+        }
+    }
+
+    /// (job, node, start) evaluations of one round.
+    fn work(&self) -> usize {
+        self.jobs.iter().map(|d| d.nodes.len() * (d.last + 1)).sum()
+    }
+
+    /// The Lagrangian value at `lambda`; `used` (when given) gets the units per node and
+    /// slot of the runs the jobs chose.
+    fn eval(&self, lambda: &[Vec<f64>], mut used: Option<&mut Vec<Vec<f64>>>) -> f64 {
+        let input = self.input;
+        let lp: Vec<Vec<f64>> = lambda.iter().map(|l| prefix(l)).collect();
+        let mut value: f64 = -input
+            .nodes
+            .iter()
+            .zip(lambda)
+            .map(|(node, l)| {
+                l.iter()
+                    .zip(&node.free)
+                    .map(|(l, f)| l * f64::from(*f))
+                    .sum::<f64>()
+            })
+            .sum::<f64>();
+        if let Some(u) = used.as_deref_mut() {
+            u.iter_mut()
+                .for_each(|u| u.iter_mut().for_each(|x| *x = 0.0));
+        }
+        for d in &self.jobs {
+            let job = &input.jobs[d.j];
+            let len = job.slots();
+            let u = f64::from(job.units);
+            let whole = job.fractions[..len - 1].iter().all(|&f| f == 1.0);
+            let last_fraction = job.fractions[len - 1];
+            let mut pick: Option<(f64, usize, usize)> = None;
+            for &n in &d.nodes {
+                let run = &self.runs[&job.units][n];
+                let price = &input.nodes[n].usd_per_chr;
+                let (pp, lpn) = (&self.pp[n], &lp[n]);
+                for s in 0..=d.last {
+                    if run[s] < len {
+                        continue;
+                    }
+                    let energy: f64 = if whole {
+                        pp[s + len - 1] - pp[s] + last_fraction * price[s + len - 1]
+                    } else {
+                        price[s..s + len]
+                            .iter()
+                            .zip(&job.fractions)
+                            .map(|(p, f)| p * f)
+                            .sum()
+                    };
+                    let c = u * (energy + lpn[s + len] - lpn[s]);
+                    if pick.is_none_or(|(b, _, _)| c < b) {
+                        pick = Some((c, n, s));
+                    }
+                }
+            }
+            match pick {
+                Some((c, n, s)) if c < d.penalty => {
+                    value += c;
+                    if let Some(used) = used.as_deref_mut() {
+                        for x in &mut used[n][s..s + len] {
+                            *x += u;
+                        }
+                    }
+                }
+                _ => value += d.penalty,
+            }
+        }
+        value
+    }
+}
+
+/// `[0, x0, x0 + x1, ...]`.
+fn prefix(xs: &[f64]) -> Vec<f64> {
+    let mut acc = 0.0;
+    std::iter::once(0.0)
+        .chain(xs.iter().map(|x| {
+            acc += x;
+            acc
+        }))
+        .collect()
 }
 
 /// The Lagrangian relaxation of the node-slot capacities: for multipliers `lambda >= 0`,
@@ -263,168 +446,116 @@ pub struct Lagrangian {
 /// units in a slot never exceed the free units. With `lambda = 0` this is the cost of every
 /// job at its own cheapest spot, which the flow relaxation misses when runs cannot follow
 /// the cheapest node from hour to hour. `rounds` subgradient steps adjust `lambda`; the best
-/// value seen is returned.
+/// value seen is returned with its multipliers. Its maximum over `lambda` equals the linear
+/// relaxation over whole-run columns (job x node x start), since each job's subproblem is a
+/// choice of one column.
 pub fn lagrangian_bound_of(
     input: &PlanInput,
     include: impl Fn(usize) -> bool,
     rounds: usize,
 ) -> Lagrangian {
-    let horizon = input.horizon();
-    let n_nodes = input.nodes.len();
-    let mut lambda = vec![vec![0.0; horizon]; n_nodes];
-    let jobs: Vec<(usize, usize, Vec<usize>)> = (0..input.jobs.len())
-        .filter(|&j| include(j))
-        .filter_map(|j| {
-            let last = last_start(input, j)?;
-            let job = &input.jobs[j];
-            let nodes = (0..n_nodes)
-                .filter(|&n| {
-                    let node = &input.nodes[n];
-                    (job.regions.is_empty() || job.regions.contains(&node.region))
-                        && node.capacity_units >= job.units
-                })
-                .collect();
-            Some((j, last, nodes))
-        })
-        .collect();
-    if jobs.is_empty() {
-        return Lagrangian { usd: 0.0, lambda };
+    lagrangian_search(input, &include, rounds, None, None)
+}
+
+/// The Lagrangian value at the given multipliers (negative ones count as 0): a lower bound
+/// over the jobs `include` selects, whatever the multipliers. One round of
+/// [`lagrangian_bound_of`], for re-using the multipliers found for a larger set of jobs.
+pub fn lagrangian_value(
+    input: &PlanInput,
+    include: impl Fn(usize) -> bool,
+    lambda: &[Vec<f64>],
+) -> f64 {
+    let d = Dual::new(input, &include);
+    if d.jobs.is_empty() {
+        return 0.0;
     }
-    // `fits[units][n][s]`: slots from s on node n with at least `units` free.
-    let mut units: Vec<u32> = jobs.iter().map(|(j, _, _)| input.jobs[*j].units).collect();
-    units.sort_unstable();
-    units.dedup();
-    let runs: HashMap<u32, Vec<Vec<usize>>> = units
-        .iter()
-        .map(|&u| {
-            let per_node = input
-                .nodes
-                .iter()
-                .map(|node| {
-                    let mut run = vec![0; horizon + 1];
-                    for t in (0..horizon).rev() {
-                        run[t] = if node.free[t] >= u { run[t + 1] + 1 } else { 0 };
-                    }
-                    run
+    d.eval(&clean_lambda(input, d.horizon, Some(lambda)), None)
+}
+
+/// Multipliers after subgradient steps toward `upper` (the penalised cost of a schedule
+/// over all jobs), as many as `work` (job, node, start) evaluations allow (20 to 100), for
+/// pricing congestion in a heuristic.
+pub(crate) fn lagrangian_multipliers(input: &PlanInput, work: usize, upper: f64) -> Vec<Vec<f64>> {
+    let per_round = Dual::new(input, &|_| true).work().max(1);
+    let rounds = (work / per_round).clamp(20, 100);
+    lagrangian_search(input, &|_| true, rounds, Some(upper), None).lambda
+}
+
+/// Multipliers of the right shape, non-negative (zero where not given).
+fn clean_lambda(input: &PlanInput, horizon: usize, lambda: Option<&[Vec<f64>]>) -> Vec<Vec<f64>> {
+    (0..input.nodes.len())
+        .map(|n| {
+            (0..horizon)
+                .map(|t| {
+                    lambda
+                        .and_then(|l| l.get(n))
+                        .and_then(|l| l.get(t))
+                        .copied()
+                        .filter(|x| x.is_finite())
+                        .unwrap_or(0.0)
+                        .max(0.0)
                 })
-                .collect();
-            (u, per_node)
-        })
-        .collect();
-    let free_total = |lambda: &Vec<Vec<f64>>| -> f64 {
-        input
-            .nodes
-            .iter()
-            .zip(lambda)
-            .map(|(node, l)| {
-                l.iter()
-                    .zip(&node.free)
-                    .map(|(l, f)| l * f64::from(*f))
-                    .sum::<f64>()
-            })
-            .sum()
-    };
-    let mut best = f64::NEG_INFINITY;
-    let mut step_scale = 1.0;
-    let mut stale = 0;
-    // An upper bound for the step size: every job at its penalty.
-    let ceiling: f64 = jobs
-        .iter()
-        .map(|(j, _, _)| {
-            let job = &input.jobs[*j];
-            f64::from(job.units)
-                * job.fractions.iter().sum::<f64>()
-                * penalty_per_chr(input, job.priority.get())
-        })
-        .sum();
-    let upper = greedy_upper_bound(input, &jobs);
-    let mut used = vec![vec![0.0; horizon]; n_nodes];
-    // Prefix sums of the prices per node.
-    let pp: Vec<Vec<f64>> = input
-        .nodes
-        .iter()
-        .map(|node| {
-            let mut acc = 0.0;
-            std::iter::once(0.0)
-                .chain(node.usd_per_chr[..horizon].iter().map(|x| {
-                    acc += x;
-                    acc
-                }))
                 .collect()
         })
-        .collect();
+        .collect()
+}
+
+/// The subgradient search: Polyak steps `mu x (upper - value) / |g|^2` toward `upper` (the
+/// penalised cost of a schedule; the greedy one's when None), `mu` halved, and the search
+/// sent back to the best multipliers, after rounds without progress; from `start` (zero when
+/// None).
+fn lagrangian_search(
+    input: &PlanInput,
+    include: &dyn Fn(usize) -> bool,
+    rounds: usize,
+    upper: Option<f64>,
+    start: Option<&[Vec<f64>]>,
+) -> Lagrangian {
+    let d = Dual::new(input, include);
+    let horizon = d.horizon;
+    let mut lambda = clean_lambda(input, horizon, start);
+    if d.jobs.is_empty() {
+        return Lagrangian {
+            usd: 0.0,
+            lambda,
+            rounds: 0,
+        };
+    }
+    // An upper bound for the step size: every job at its penalty.
+    let ceiling: f64 = d.jobs.iter().map(|x| x.penalty).sum();
+    let jobs: Vec<usize> = d.jobs.iter().map(|x| x.j).collect();
+    let upper = upper
+        .unwrap_or_else(|| greedy_upper_bound(input, &jobs))
+        .min(ceiling);
+    let mut used = vec![vec![0.0; horizon]; input.nodes.len()];
+    let mut best = f64::NEG_INFINITY;
+    let mut best_lambda = lambda.clone();
+    let mut best_used = used.clone();
+    let mut mu = 1.0;
+    let patience = (rounds / 25).clamp(3, 8);
+    let mut stale = 0;
+    let mut ran = 0;
     for round in 0..rounds.max(1) {
-        // Prefix sums of lambda per node.
-        let lp: Vec<Vec<f64>> = lambda
-            .iter()
-            .map(|l| {
-                let mut acc = 0.0;
-                std::iter::once(0.0)
-                    .chain(l.iter().map(|x| {
-                        acc += x;
-                        acc
-                    }))
-                    .collect()
-            })
-            .collect();
-        let mut value = -free_total(&lambda);
-        used.iter_mut()
-            .for_each(|u| u.iter_mut().for_each(|x| *x = 0.0));
-        for (j, last, nodes) in &jobs {
-            let job = &input.jobs[*j];
-            let len = job.slots();
-            let u = f64::from(job.units);
-            let penalty =
-                u * job.fractions.iter().sum::<f64>() * penalty_per_chr(input, job.priority.get());
-            let whole = job.fractions[..len - 1].iter().all(|&f| f == 1.0);
-            let last_fraction = job.fractions[len - 1];
-            let mut pick: Option<(f64, usize, usize)> = None;
-            for &n in nodes {
-                let run = &runs[&job.units][n];
-                let price = &input.nodes[n].usd_per_chr;
-                for s in 0..=*last {
-                    if run[s] < len {
-                        continue;
-                    }
-                    let energy: f64 = if whole {
-                        pp[n][s + len - 1] - pp[n][s] + last_fraction * price[s + len - 1]
-                    } else {
-                        price[s..s + len]
-                            .iter()
-                            .zip(&job.fractions)
-                            .map(|(p, f)| p * f)
-                            .sum()
-                    };
-                    let c = u * (energy + lp[n][s + len] - lp[n][s]);
-                    if pick.is_none_or(|(b, _, _)| c < b) {
-                        pick = Some((c, n, s));
-                    }
-                }
-            }
-            match pick {
-                Some((c, n, s)) if c < penalty => {
-                    value += c;
-                    for x in &mut used[n][s..s + len] {
-                        *x += u;
-                    }
-                }
-                _ => value += penalty,
-            }
-        }
-        if value > best + 1e-12 {
+        let mut value = d.eval(&lambda, Some(&mut used));
+        ran += 1;
+        if best == f64::NEG_INFINITY || value > best + 1e-12 * best.abs().max(1.0) {
             best = value;
+            best_lambda.clone_from(&lambda);
+            best_used.clone_from(&used);
             stale = 0;
         } else {
             stale += 1;
-            if stale >= 3 {
-                step_scale /= 2.0;
+            if stale >= patience {
+                mu /= 2.0;
                 stale = 0;
+                lambda.clone_from(&best_lambda);
+                used.clone_from(&best_used);
+                value = best;
             }
         }
-        if round + 1 == rounds {
+        if round + 1 >= rounds || mu < 1e-5 {
             break;
         }
-        // Subgradient: used - free; step toward a target a little above the best so far.
         let mut norm = 0.0;
         for (n, node) in input.nodes.iter().enumerate() {
             for t in 0..horizon {
@@ -437,12 +568,8 @@ pub fn lagrangian_bound_of(
         if norm <= 1e-12 {
             break;
         }
-        // Polyak's step toward an upper bound: the greedy schedule's penalised cost.
-        let target = (upper - value)
-            .max(best.abs() * 0.01)
-            .max(1e-6)
-            .min(ceiling);
-        let step = step_scale * target / norm;
+        let target = (upper - value).max(best.abs() * 1e-4).max(1e-9);
+        let step = mu * target / norm;
         for (n, node) in input.nodes.iter().enumerate() {
             for t in 0..horizon {
                 let g = used[n][t] - f64::from(node.free[t]);
@@ -450,33 +577,44 @@ pub fn lagrangian_bound_of(
             }
         }
     }
-    Lagrangian { usd: best, lambda }
+    Lagrangian {
+        usd: best,
+        lambda: best_lambda,
+        rounds: ran,
+    }
 }
 
 /// Penalised cost of `greedy-time-aware` on the given jobs: a schedule, so above the bound.
-fn greedy_upper_bound(input: &PlanInput, jobs: &[(usize, usize, Vec<usize>)]) -> f64 {
+fn greedy_upper_bound(input: &PlanInput, jobs: &[usize]) -> f64 {
     use super::Strategy;
     let sub = PlanInput {
-        jobs: jobs
-            .iter()
-            .map(|(j, _, _)| input.jobs[*j].clone())
-            .collect(),
+        jobs: jobs.iter().map(|&j| input.jobs[j].clone()).collect(),
         ..input.clone()
     };
-    let plan = super::GreedyTimeAware.plan(&sub);
-    let placed: std::collections::HashSet<_> =
-        plan.placements.iter().map(|p| p.job_id.clone()).collect();
-    let penalty: f64 = sub
-        .jobs
-        .iter()
-        .filter(|j| !placed.contains(&j.id))
-        .map(|j| {
-            f64::from(j.units)
-                * j.fractions.iter().sum::<f64>()
-                * penalty_per_chr(input, j.priority.get())
-        })
-        .sum();
-    plan.total_cost() + penalty
+    let mut best = f64::INFINITY;
+    let strategies: [&dyn Strategy; 2] = [
+        &super::GreedyTimeAware,
+        &super::Optimized {
+            defer_slack_hours: 0,
+        },
+    ];
+    for s in strategies {
+        let plan = s.plan(&sub);
+        let placed: std::collections::HashSet<_> =
+            plan.placements.iter().map(|p| p.job_id.clone()).collect();
+        let penalty: f64 = sub
+            .jobs
+            .iter()
+            .filter(|j| !placed.contains(&j.id))
+            .map(|j| {
+                f64::from(j.units)
+                    * j.fractions.iter().sum::<f64>()
+                    * penalty_per_chr(input, j.priority.get())
+            })
+            .sum();
+        best = best.min(plan.total_cost() + penalty);
+    }
+    best
 }
 
 struct Arc {
@@ -817,6 +955,33 @@ mod tests {
                     b.usd
                 );
                 assert!(opt <= c + 1e-6, "seed {seed} {name}: optimum {opt} > {c}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_lagrangian_value_bounds_at_any_multipliers_and_on_any_subset() {
+        for seed in 0..200 {
+            let input = random_input(seed, false);
+            let mut r = Lcg(seed ^ 0xABCD);
+            let h = input.horizon();
+            let lambda: Vec<Vec<f64>> = input
+                .nodes
+                .iter()
+                .map(|_| (0..h).map(|_| r.next(40) as f64 / 100.0).collect())
+                .collect();
+            let opt = enumerate_optimum(&input);
+            let v = lagrangian_value(&input, |_| true, &lambda);
+            assert!(v <= opt + 1e-6, "seed {seed}: {v} > {opt}");
+            // The full instance's multipliers bound any subset of its jobs.
+            let b = lower_bound(&input);
+            let mut sub = input.clone();
+            let keep: Vec<bool> = (0..input.jobs.len()).map(|j| j % 2 == 0).collect();
+            sub.jobs.retain(|j| keep[j.seq as usize]);
+            let sub_opt = enumerate_optimum(&sub);
+            for l in [&b.multipliers, &lambda, &Vec::new()] {
+                let v = lagrangian_value(&input, |j| keep[j], l);
+                assert!(v <= sub_opt + 1e-6, "seed {seed}: subset {v} > {sub_opt}");
             }
         }
     }

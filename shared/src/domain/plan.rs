@@ -557,14 +557,23 @@ fn place_level(input: &PlanInput, grid: &mut Grid, ordered: &[usize], slack: i64
     level
 }
 
-impl Strategy for Optimized {
-    fn name(&self) -> &'static str {
-        "optimized"
+impl Optimized {
+    /// Steps 1 to 3 only: every priority level placed on what the more urgent ones left.
+    /// `plan` then improves on this without unplacing any job it placed.
+    pub fn plan_by_level(&self, input: &PlanInput) -> Plan {
+        let (_, all) = self.levels(input);
+        to_plan(input, all)
     }
 
-    fn plan(&self, input: &PlanInput) -> Plan {
+    /// Steps 1 to 3 for every level, most urgent first; the grid they leave and every
+    /// level's outcome in one.
+    fn levels(&self, input: &PlanInput) -> (Grid, Level) {
         let mut grid = Grid::new(input);
-        let mut plan = Plan::default();
+        let mut all = Level {
+            placed: Vec::with_capacity(input.jobs.len()),
+            unplaced: Vec::new(),
+            cost: 0.0,
+        };
         let order = priority_order(&input.jobs);
         let mut lo = 0;
         while lo < order.len() {
@@ -598,25 +607,559 @@ impl Strategy for Optimized {
                 repair(input, &mut g, &mut level, self.defer_slack_hours);
                 local_search(input, &mut g, &mut level, self.defer_slack_hours);
                 grid = g;
-                for &(i, n, s, runner_up) in &level.placed {
-                    let runner_up = runner_up.map(|(c, s2, m)| Alternative {
-                        node_id: input.nodes[m].node_id.clone(),
-                        start: input.now.plus(s2 as i64),
-                        cost_usd: c,
-                    });
-                    plan.placements
-                        .push(placement(input, &input.jobs[i], n, s, runner_up));
-                }
-                plan.unplaced.extend(
-                    level
-                        .unplaced
-                        .into_iter()
-                        .map(|(i, why)| (input.jobs[i].id.clone(), why)),
-                );
+                all.placed.extend(level.placed);
+                all.unplaced.extend(level.unplaced);
+                all.cost += level.cost;
             }
             lo = hi;
         }
-        plan
+        (grid, all)
+    }
+}
+
+fn to_plan(input: &PlanInput, all: Level) -> Plan {
+    let mut plan = Plan::default();
+    for &(i, n, s, runner_up) in &all.placed {
+        let runner_up = runner_up.map(|(c, s2, m)| Alternative {
+            node_id: input.nodes[m].node_id.clone(),
+            start: input.now.plus(s2 as i64),
+            cost_usd: c,
+        });
+        plan.placements
+            .push(placement(input, &input.jobs[i], n, s, runner_up));
+    }
+    plan.unplaced.extend(
+        all.unplaced
+            .into_iter()
+            .map(|(i, why)| (input.jobs[i].id.clone(), why)),
+    );
+    plan
+}
+
+impl Strategy for Optimized {
+    fn name(&self) -> &'static str {
+        "optimized"
+    }
+
+    fn plan(&self, input: &PlanInput) -> Plan {
+        let slack = self.defer_slack_hours;
+        let (mut grid, mut all) = self.levels(input);
+        insert_across_levels(input, &mut grid, &mut all, slack);
+        let small = input.jobs.len() * input.nodes.len() <= GLOBAL_LIMIT;
+        if small {
+            local_search(input, &mut grid, &mut all, slack);
+            if input.jobs.len() * input.nodes.len() <= EJECT_ALL_LIMIT {
+                eject_search(input, &mut grid, &mut all, slack);
+            }
+        }
+        if small && !all.placed.is_empty() {
+            // Whole-instance packings in other orders; one replaces the plan only when it
+            // places every job the plan places and costs less (penalties included).
+            let served: Vec<bool> = {
+                let mut v = vec![false; input.jobs.len()];
+                all.placed.iter().for_each(|p| v[p.0] = true);
+                v
+            };
+            let mut best = penalised(input, &all);
+            // Congestion prices: Lagrangian multipliers of the node-slot capacities.
+            let lambda = flow::lagrangian_multipliers(input, PRICE_WORK, best);
+            let priced = PlanInput {
+                nodes: input
+                    .nodes
+                    .iter()
+                    .zip(&lambda)
+                    .map(|(n, l)| SlotNode {
+                        usd_per_chr: n
+                            .usd_per_chr
+                            .iter()
+                            .enumerate()
+                            .map(|(t, p)| p + l.get(t).copied().unwrap_or(0.0))
+                            .collect(),
+                        ..n.clone()
+                    })
+                    .collect(),
+                ..input.clone()
+            };
+            for k in 0..4 * GLOBAL_ORDERS {
+                let mut ordered = global_order(input, k % GLOBAL_ORDERS);
+                if (k / GLOBAL_ORDERS) % 2 == 1 {
+                    // The jobs the plan places first.
+                    ordered.sort_by_key(|&i| !served[i]);
+                }
+                let k = if k < 2 * GLOBAL_ORDERS {
+                    0
+                } else {
+                    GLOBAL_ORDERS
+                };
+                let mut g = Grid::new(input);
+                let mut cand = if k < GLOBAL_ORDERS {
+                    place_level(input, &mut g, &ordered, slack)
+                } else {
+                    // Placed at congestion prices, then costed at the real ones.
+                    let mut pg = Grid::new(&priced);
+                    let mut l = place_level(&priced, &mut pg, &ordered, slack);
+                    l.cost = 0.0;
+                    for p in &mut l.placed {
+                        g.reserve(p.1, p.2, &input.jobs[p.0]);
+                        l.cost += g.cost(input, &input.jobs[p.0], p.1, p.2);
+                        p.3 = None;
+                    }
+                    l
+                };
+                insert_across_levels(input, &mut g, &mut cand, slack);
+                local_search(input, &mut g, &mut cand, slack);
+                if input.jobs.len() * input.nodes.len() <= EJECT_ALL_LIMIT {
+                    eject_search(input, &mut g, &mut cand, slack);
+                }
+                let mut covers = vec![false; input.jobs.len()];
+                cand.placed.iter().for_each(|p| covers[p.0] = true);
+                let superset = served.iter().zip(&covers).all(|(s, c)| !s || *c);
+                let c = penalised(input, &cand);
+                if superset && c < best - 1e-9 {
+                    best = c;
+                    all = cand;
+                    grid = g;
+                }
+            }
+            if input.jobs.len() * input.nodes.len() > EJECT_ALL_LIMIT {
+                eject_search(input, &mut grid, &mut all, slack);
+            }
+            local_search(input, &mut grid, &mut all, slack);
+        }
+        to_plan(input, all)
+    }
+}
+
+/// Above this many (job, node) pairs `optimized` tries no whole-instance packings (planning
+/// time).
+const GLOBAL_LIMIT: usize = 400_000;
+/// Budget of (job, node, start) evaluations for the congestion prices of the priced
+/// packings (20 to 100 subgradient rounds).
+const PRICE_WORK: usize = 30_000_000;
+/// Whole-instance packing orders tried (each at real and at congestion prices, with and
+/// without the jobs the level-by-level plan places first).
+const GLOBAL_ORDERS: usize = 3;
+
+/// Penalised cost of a level's outcome: cost plus the penalty of the jobs left out that a
+/// schedule could have placed.
+fn penalised(input: &PlanInput, level: &Level) -> f64 {
+    level.cost
+        + level
+            .unplaced
+            .iter()
+            .filter(|(i, why)| !why.is_final() && flow::last_start(input, *i).is_some())
+            .map(|(i, _)| {
+                let job = &input.jobs[*i];
+                chr(job) * flow::penalty_per_chr(input, job.priority.get())
+            })
+            .sum::<f64>()
+}
+
+/// The k-th whole-instance order (every priority together): biggest first, least freedom
+/// first, widest first.
+fn global_order(input: &PlanInput, k: usize) -> Vec<usize> {
+    let jobs = &input.jobs;
+    let mut v: Vec<usize> = (0..jobs.len()).collect();
+    match k {
+        0 => v.sort_by(|&a, &b| {
+            chr(&jobs[b])
+                .total_cmp(&chr(&jobs[a]))
+                .then(jobs[a].priority.cmp(&jobs[b].priority))
+                .then(jobs[a].seq.cmp(&jobs[b].seq))
+        }),
+        1 => v.sort_by(|&a, &b| {
+            let fa = jobs[a].latest_start;
+            let fb = jobs[b].latest_start;
+            fa.cmp(&fb)
+                .then(chr(&jobs[b]).total_cmp(&chr(&jobs[a])))
+                .then(jobs[a].seq.cmp(&jobs[b].seq))
+        }),
+        _ => v.sort_by(|&a, &b| {
+            jobs[b]
+                .units
+                .cmp(&jobs[a].units)
+                .then(jobs[b].slots().cmp(&jobs[a].slots()))
+                .then(jobs[a].latest_start.cmp(&jobs[b].latest_start))
+                .then(jobs[a].seq.cmp(&jobs[b].seq))
+        }),
+    }
+    v
+}
+
+/// Nodes searched per job left without a place by the cross-level insertion (the cheapest
+/// ones for it).
+const INSERT_NODES: usize = 16;
+/// Spots tried per such job.
+const INSERT_TRIALS: usize = 4;
+/// The insertion stops after this many jobs in a row found no place (planning time: on a
+/// saturated grid almost none do).
+const INSERT_GIVE_UP: usize = 64;
+
+/// Step 4, across levels: a job still without a place (most urgent first) takes a spot held
+/// by placed jobs of any priority when each of those finds another spot (their own
+/// deadline, region and slack rules kept); no placed job ever loses its place, so a less
+/// urgent job is placed only where no more urgent one is left out by it.
+fn insert_across_levels(input: &PlanInput, grid: &mut Grid, all: &mut Level, slack: i64) {
+    if all.unplaced.iter().all(|(_, why)| why.is_final()) {
+        return;
+    }
+    let mut on_node: Vec<Vec<usize>> = vec![Vec::new(); input.nodes.len()];
+    for (k, &(_, n, _, _)) in all.placed.iter().enumerate() {
+        on_node[n].push(k);
+    }
+    let mut unplaced = std::mem::take(&mut all.unplaced);
+    unplaced.sort_by_key(|&(i, _)| {
+        let j = &input.jobs[i];
+        (j.priority, j.latest_start, j.seq)
+    });
+    // Half the search on instances too big for the whole-instance packings (planning time).
+    let (insert_nodes, insert_trials) = if input.jobs.len() * input.nodes.len() > GLOBAL_LIMIT {
+        (INSERT_NODES / 2, INSERT_TRIALS / 2)
+    } else {
+        (INSERT_NODES, INSERT_TRIALS)
+    };
+    let mut still = Vec::new();
+    let mut failed = 0;
+    for (i, why) in unplaced {
+        if why.is_final() || failed >= INSERT_GIVE_UP {
+            still.push((i, why));
+            continue;
+        }
+        let job = &input.jobs[i];
+        let (Ok(nodes), Some(last)) = (screen(input, job), flow::last_start(input, i)) else {
+            still.push((i, why));
+            continue;
+        };
+        let own = optimized_slack(job, slack);
+        // A spot may have opened since its level was placed.
+        let spots = cheapest_spots(input, grid, &nodes, i, own);
+        if let Some((c, s, n)) = pick(&spots) {
+            grid.reserve(n, s, job);
+            all.cost += c;
+            on_node[n].push(all.placed.len());
+            all.placed
+                .push((i, n, s, spots.iter().copied().find(|sp| sp.2 != n)));
+            failed = 0;
+            continue;
+        }
+        let len = job.slots();
+        let end = last + len;
+        let mut order: Vec<(f64, usize)> =
+            nodes.iter().map(|&n| (grid.min_price[n][end], n)).collect();
+        order.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        order.truncate(insert_nodes);
+        // (blockers, their compute-hours, cost, node, start, blockers' indices)
+        let mut cands: Vec<(usize, f64, f64, usize, usize, Vec<usize>)> = Vec::new();
+        for &(_, n) in &order {
+            for st in 0..=last {
+                if st > 0 && st as i64 + own > job.latest_start {
+                    continue;
+                }
+                let mut need: Vec<u32> = (st..st + len)
+                    .map(|t| job.units.saturating_sub(grid.free[n][t]))
+                    .collect();
+                let mut over: Vec<usize> = on_node[n]
+                    .iter()
+                    .copied()
+                    .filter(|&k| {
+                        let (j, _, s, _) = all.placed[k];
+                        s < st + len && st < s + input.jobs[j].slots()
+                    })
+                    .collect();
+                over.sort_by(|&a, &b| {
+                    chr(&input.jobs[all.placed[a].0])
+                        .total_cmp(&chr(&input.jobs[all.placed[b].0]))
+                        .then(a.cmp(&b))
+                });
+                let mut chosen = Vec::new();
+                for k in over {
+                    if need.iter().all(|&x| x == 0) {
+                        break;
+                    }
+                    let (j, _, s, _) = all.placed[k];
+                    let (a, b) = (s.max(st), (s + input.jobs[j].slots()).min(st + len));
+                    if (a..b).any(|t| need[t - st] > 0) {
+                        for t in a..b {
+                            need[t - st] = need[t - st].saturating_sub(input.jobs[j].units);
+                        }
+                        chosen.push(k);
+                    }
+                }
+                if need.iter().any(|&x| x > 0) || chosen.is_empty() {
+                    continue;
+                }
+                let held: f64 = chosen
+                    .iter()
+                    .map(|&k| chr(&input.jobs[all.placed[k].0]))
+                    .sum();
+                cands.push((
+                    chosen.len(),
+                    held,
+                    grid.cost(input, job, n, st),
+                    n,
+                    st,
+                    chosen,
+                ));
+            }
+        }
+        cands.sort_by(|a, b| {
+            a.0.cmp(&b.0)
+                .then(a.1.total_cmp(&b.1))
+                .then(a.2.total_cmp(&b.2))
+                .then((a.3, a.4).cmp(&(b.3, b.4)))
+        });
+        let penalty = chr(job) * flow::penalty_per_chr(input, job.priority.get());
+        let mut done = false;
+        for (_, _, c, n, st, blockers) in cands.into_iter().take(insert_trials) {
+            for &k in &blockers {
+                let (j, m, s, _) = all.placed[k];
+                grid.release(m, s, &input.jobs[j]);
+            }
+            grid.reserve(n, st, job);
+            let mut moved: Vec<(usize, f64, usize, usize, Option<Spot>)> = Vec::new();
+            for &k in &blockers {
+                let j = all.placed[k].0;
+                let bj = &input.jobs[j];
+                let jn = screen(input, bj).unwrap_or_default();
+                let spots = cheapest_spots(input, grid, &jn, j, optimized_slack(bj, slack));
+                match pick(&spots) {
+                    Some((cj, s2, n2)) => {
+                        grid.reserve(n2, s2, bj);
+                        let ru = spots.iter().copied().find(|sp| sp.2 != n2);
+                        moved.push((k, cj, n2, s2, ru));
+                    }
+                    None => break,
+                }
+            }
+            let delta: f64 = c + moved
+                .iter()
+                .map(|&(k, cj, _, _, _)| {
+                    let (j, m, s, _) = all.placed[k];
+                    cj - grid.cost(input, &input.jobs[j], m, s)
+                })
+                .sum::<f64>();
+            if moved.len() == blockers.len() && delta < penalty {
+                for (k, _, n2, s2, ru) in moved {
+                    let (j, m, _, _) = all.placed[k];
+                    on_node[m].retain(|&x| x != k);
+                    on_node[n2].push(k);
+                    all.placed[k] = (j, n2, s2, ru);
+                }
+                all.cost += delta;
+                on_node[n].push(all.placed.len());
+                all.placed.push((i, n, st, None));
+                done = true;
+                break;
+            }
+            // Undo.
+            for &(k, _, n2, s2, _) in &moved {
+                grid.release(n2, s2, &input.jobs[all.placed[k].0]);
+            }
+            grid.release(n, st, job);
+            for &k in &blockers {
+                let (j, m, s, _) = all.placed[k];
+                grid.reserve(m, s, &input.jobs[j]);
+            }
+        }
+        if done {
+            failed = 0;
+        } else {
+            failed += 1;
+            still.push((i, why));
+        }
+    }
+    all.unplaced = still;
+}
+
+/// Spots tried per job by the ejection search.
+const EJECT_SPOTS: usize = 5;
+/// Up to this many (job, node) pairs every candidate plan gets the ejection search; above,
+/// only the chosen one (planning time).
+const EJECT_ALL_LIMIT: usize = 20_000;
+/// Passes of the ejection search.
+const EJECT_PASSES: usize = 2;
+
+/// Placed jobs on node `n` (not `except`) that would have to step aside for `job` to run
+/// from `st`, the smallest first; None when even all of them would not make room.
+fn blockers_at(
+    input: &PlanInput,
+    grid: &Grid,
+    all: &Level,
+    on_node: &[Vec<usize>],
+    job: &PlanJob,
+    (n, st): (usize, usize),
+    except: Option<usize>,
+) -> Option<Vec<usize>> {
+    let len = job.slots();
+    let mut need: Vec<u32> = (st..st + len)
+        .map(|t| job.units.saturating_sub(grid.free[n][t]))
+        .collect();
+    let mut over: Vec<usize> = on_node[n]
+        .iter()
+        .copied()
+        .filter(|&k| Some(k) != except)
+        .filter(|&k| {
+            let (j, _, s, _) = all.placed[k];
+            s < st + len && st < s + input.jobs[j].slots()
+        })
+        .collect();
+    over.sort_by(|&a, &b| {
+        chr(&input.jobs[all.placed[a].0])
+            .total_cmp(&chr(&input.jobs[all.placed[b].0]))
+            .then(a.cmp(&b))
+    });
+    let mut chosen = Vec::new();
+    for k in over {
+        if need.iter().all(|&x| x == 0) {
+            break;
+        }
+        let (j, _, s, _) = all.placed[k];
+        let (a, b) = (s.max(st), (s + input.jobs[j].slots()).min(st + len));
+        if (a..b).any(|t| need[t - st] > 0) {
+            for t in a..b {
+                need[t - st] = need[t - st].saturating_sub(input.jobs[j].units);
+            }
+            chosen.push(k);
+        }
+    }
+    need.iter().all(|&x| x == 0).then_some(chosen)
+}
+
+/// Job `i` (placed as `all.placed[k]` when `from` is Some(k), else not placed) takes
+/// (`n`, `st`); its `blockers` step aside and each goes to its cheapest spot on what is
+/// left. Kept when every blocker finds a spot and `accept` takes the change in cost;
+/// otherwise everything is put back. Returns whether it was kept.
+#[allow(clippy::too_many_arguments)]
+fn take_spot(
+    input: &PlanInput,
+    grid: &mut Grid,
+    all: &mut Level,
+    on_node: &mut [Vec<usize>],
+    i: usize,
+    from: Option<usize>,
+    (n, st): (usize, usize),
+    blockers: &[usize],
+    slack: i64,
+    accept: impl Fn(f64) -> bool,
+) -> bool {
+    let job = &input.jobs[i];
+    let mut delta = grid.cost(input, job, n, st);
+    if let Some(k) = from {
+        let (_, m, s, _) = all.placed[k];
+        grid.release(m, s, job);
+        delta -= grid.cost(input, job, m, s);
+    }
+    for &k in blockers {
+        let (j, m, s, _) = all.placed[k];
+        grid.release(m, s, &input.jobs[j]);
+    }
+    grid.reserve(n, st, job);
+    let mut moved: Vec<(usize, usize, usize, Option<Spot>)> = Vec::new();
+    for &k in blockers {
+        let (j, m, s, _) = all.placed[k];
+        let bj = &input.jobs[j];
+        let jn = screen(input, bj).unwrap_or_default();
+        let spots = cheapest_spots(input, grid, &jn, j, optimized_slack(bj, slack));
+        match pick(&spots) {
+            Some((cj, s2, n2)) => {
+                grid.reserve(n2, s2, bj);
+                delta += cj - grid.cost(input, bj, m, s);
+                moved.push((k, n2, s2, spots.iter().copied().find(|sp| sp.2 != n2)));
+            }
+            None => break,
+        }
+    }
+    if moved.len() == blockers.len() && accept(delta) {
+        for (k, n2, s2, ru) in moved {
+            let (j, m, _, _) = all.placed[k];
+            on_node[m].retain(|&x| x != k);
+            on_node[n2].push(k);
+            all.placed[k] = (j, n2, s2, ru);
+        }
+        all.cost += delta;
+        match from {
+            Some(k) => {
+                let m = all.placed[k].1;
+                on_node[m].retain(|&x| x != k);
+                on_node[n].push(k);
+                all.placed[k] = (i, n, st, None);
+            }
+            None => {
+                on_node[n].push(all.placed.len());
+                all.placed.push((i, n, st, None));
+            }
+        }
+        return true;
+    }
+    for &(k, n2, s2, _) in &moved {
+        grid.release(n2, s2, &input.jobs[all.placed[k].0]);
+    }
+    grid.release(n, st, job);
+    for &k in blockers {
+        let (j, m, s, _) = all.placed[k];
+        grid.reserve(m, s, &input.jobs[j]);
+    }
+    if let Some(k) = from {
+        let (_, m, s, _) = all.placed[k];
+        grid.reserve(m, s, job);
+    }
+    false
+}
+
+/// Cost moves with ejection: each placed job tries its few cheapest spots that are cheaper
+/// than its own, the jobs in the way stepping aside to their cheapest spots elsewhere (its
+/// old spot is free for them); kept when the total cost falls. Nobody loses a place.
+fn eject_search(input: &PlanInput, grid: &mut Grid, all: &mut Level, slack: i64) {
+    let mut on_node: Vec<Vec<usize>> = vec![Vec::new(); input.nodes.len()];
+    for (k, &(_, n, _, _)) in all.placed.iter().enumerate() {
+        on_node[n].push(k);
+    }
+    let placed = all.placed.len();
+    for k in (0..EJECT_PASSES).flat_map(|_| 0..placed) {
+        let (i, n0, s0, _) = all.placed[k];
+        let job = &input.jobs[i];
+        let (Ok(nodes), Some(last)) = (screen(input, job), flow::last_start(input, i)) else {
+            continue;
+        };
+        let own = optimized_slack(job, slack);
+        let here = grid.cost(input, job, n0, s0);
+        let mut cands: Vec<(f64, usize, usize)> = Vec::new();
+        for &n in &nodes {
+            for st in 0..=last {
+                if (st > 0 && st as i64 + own > job.latest_start) || (n, st) == (n0, s0) {
+                    continue;
+                }
+                let c = grid.cost(input, job, n, st);
+                if c < here - 1e-9 && (cands.len() < EJECT_SPOTS || c < cands[EJECT_SPOTS - 1].0) {
+                    let at = cands.partition_point(|x| x.0 <= c);
+                    cands.insert(at, (c, n, st));
+                    cands.truncate(EJECT_SPOTS);
+                }
+            }
+        }
+        for &(_, n, st) in &cands {
+            // Room as it would be with the job lifted from its own spot.
+            grid.release(n0, s0, job);
+            let b = blockers_at(input, grid, all, &on_node, job, (n, st), Some(k));
+            grid.reserve(n0, s0, job);
+            let Some(b) = b else {
+                continue;
+            };
+            if take_spot(
+                input,
+                grid,
+                all,
+                &mut on_node,
+                i,
+                Some(k),
+                (n, st),
+                &b,
+                slack,
+                |d| d < -1e-9,
+            ) {
+                break;
+            }
+        }
     }
 }
 
@@ -1106,11 +1649,30 @@ mod properties {
         }
 
         /// A less urgent job never takes a more urgent one's place: what jobs of priority
-        /// <= p get is the same whether or not less urgent jobs are in the queue.
+        /// <= p get is the same whether or not less urgent jobs are in the queue (for
+        /// `optimized`, in its level-by-level steps; see the next test for the rest).
         #[test]
         fn priorities_are_respected(input in arb_input(), cut in 0..10u8) {
-            for strategy in STRATEGY_NAMES {
-                let s = strategy_by_name(strategy).unwrap();
+            let by_level = |slack: i64| -> Box<dyn super::Strategy> {
+                struct ByLevel(Optimized);
+                impl super::Strategy for ByLevel {
+                    fn name(&self) -> &'static str {
+                        "optimized-by-level"
+                    }
+                    fn plan(&self, input: &PlanInput) -> Plan {
+                        self.0.plan_by_level(input)
+                    }
+                }
+                Box::new(ByLevel(Optimized { defer_slack_hours: slack }))
+            };
+            let strategies: Vec<Box<dyn super::Strategy>> = vec![
+                strategy_by_name("greedy-time-aware").unwrap(),
+                strategy_by_name("baseline-2019").unwrap(),
+                by_level(DEFER_SLACK_HOURS),
+                by_level(0),
+            ];
+            for s in strategies {
+                let strategy = s.name();
                 let full = s.plan(&input);
                 let mut urgent_only = input.clone();
                 urgent_only.jobs.retain(|j| j.priority.get() <= cut);
@@ -1126,6 +1688,47 @@ mod properties {
                     v
                 };
                 prop_assert_eq!(keep(&full), keep(&alone), "strategy {}", strategy);
+            }
+        }
+
+        /// `optimized` may move a more urgent job to make room for a less urgent one, but
+        /// never leaves it out: every job of priority <= p that its level-by-level steps
+        /// place with only jobs of priority <= p in the queue is placed with the less urgent
+        /// ones too; and its improvements never raise the penalised cost of those steps.
+        #[test]
+        fn optimized_never_drops_a_more_urgent_job(input in arb_input(), cut in 0..10u8) {
+            for slack in [0, DEFER_SLACK_HOURS] {
+                let o = Optimized { defer_slack_hours: slack };
+                let full = super::Strategy::plan(&o, &input);
+                let mut urgent_only = input.clone();
+                urgent_only.jobs.retain(|j| j.priority.get() <= cut);
+                let alone = o.plan_by_level(&urgent_only);
+                for p in &alone.placements {
+                    prop_assert!(
+                        full.placements.iter().any(|q| q.job_id == p.job_id),
+                        "slack {} cut {}: {} dropped", slack, cut, p.job_id
+                    );
+                }
+                let penalised = |plan: &Plan| {
+                    plan.total_cost()
+                        + plan
+                            .unplaced
+                            .iter()
+                            .filter(|(id, _)| {
+                                let j = input.jobs.iter().position(|j| &j.id == id).unwrap();
+                                flow::last_start(&input, j).is_some()
+                            })
+                            .map(|(id, _)| {
+                                let job = input.jobs.iter().find(|j| &j.id == id).unwrap();
+                                chr(job) * penalty_per_chr(&input, job.priority.get())
+                            })
+                            .sum::<f64>()
+                };
+                let levels = o.plan_by_level(&input);
+                prop_assert!(
+                    penalised(&full) <= penalised(&levels) + 1e-9,
+                    "slack {}: {} > {}", slack, penalised(&full), penalised(&levels)
+                );
             }
         }
     }
