@@ -4,14 +4,17 @@
 //! must be atomic runs in a `BEGIN IMMEDIATE` transaction, so two planners cannot both
 //! take the last units of a slot.
 
-use crate::domain::dispatch::{ControlError, Dispatch, JobAction, JobRecord, JobStatus};
+use crate::domain::dispatch::{
+    ControlError, ControlOutcome, Dispatch, JobAction, JobRecord, JobStatus,
+};
 use crate::domain::job::{Job, JobId};
 use crate::domain::node::Node;
 use crate::domain::price::{NodePrice, NodeSignals, PriceOverride};
 use crate::domain::signal::{supersedes, Forecast, Observation, Reading, SignalKind};
 use crate::domain::time::Hour;
 use crate::ports::{
-    Added, Backlog, Committed, DispatchLog, NodeState, NodeStore, SignalStore, StoreError, Stored,
+    Added, Backlog, Committed, ControlStore, DispatchLog, NodeState, NodeStore, SignalStore,
+    StoreError, Stored,
 };
 use chrono::{DateTime, TimeZone, Utc};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
@@ -117,18 +120,6 @@ DROP TABLE jobs;
 ALTER TABLE jobs_new RENAME TO jobs;
 CREATE INDEX IF NOT EXISTS jobs_by_status ON jobs (status, seq);
 "#;
-
-/// What an operator's action on a job did.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct ControlOutcome {
-    pub job_id: String,
-    pub action: &'static str,
-    pub from: JobStatus,
-    pub to: JobStatus,
-    /// Unit-hours of reserved capacity given back (cancel or complete of a dispatched job).
-    pub freed_unit_hours: u64,
-    pub priority: u8,
-}
 
 /// The embedded store. One connection; open several for concurrent planners.
 pub struct SqliteStore {
@@ -861,6 +852,40 @@ impl DispatchLog for SqliteStore {
             )
             .map_err(backend)
         })
+    }
+}
+
+/// The generic face of the controls above (inherent methods, called directly by the local
+/// pipeline, take precedence on a concrete `SqliteStore`).
+impl ControlStore for SqliteStore {
+    async fn control_job(
+        &self,
+        id: &str,
+        action: JobAction,
+        now: Hour,
+        at: DateTime<Utc>,
+    ) -> Result<Result<ControlOutcome, ControlError>, StoreError> {
+        SqliteStore::control_job(self, id, action, now, at)
+    }
+    async fn set_drained(&self, node_id: &str, drained: bool) -> Result<bool, StoreError> {
+        SqliteStore::set_drained(self, node_id, drained)
+    }
+    async fn add_price_override(&self, o: &PriceOverride) -> Result<i64, StoreError> {
+        SqliteStore::add_price_override(self, o)
+    }
+    async fn remove_price_override(&self, id: i64) -> Result<bool, StoreError> {
+        SqliteStore::remove_price_override(self, id)
+    }
+    async fn price_overrides(&self) -> Result<Vec<PriceOverride>, StoreError> {
+        SqliteStore::price_overrides(self)
+    }
+    async fn node_prices(
+        &self,
+        node_id: &str,
+        from: Hour,
+        to: Hour,
+    ) -> Result<Vec<NodePrice>, StoreError> {
+        SqliteStore::node_prices(self, node_id, from, to)
     }
 }
 

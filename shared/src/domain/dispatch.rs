@@ -209,6 +209,18 @@ pub struct JobRecord {
     pub dispatch: Option<Dispatch>,
 }
 
+/// What an operator's action on a job did.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ControlOutcome {
+    pub job_id: String,
+    pub action: &'static str,
+    pub from: JobStatus,
+    pub to: JobStatus,
+    /// Unit-hours of reserved capacity given back (cancel or complete of a dispatched job).
+    pub freed_unit_hours: u64,
+    pub priority: u8,
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

@@ -61,25 +61,8 @@ pub async fn load_api_key(
     let (SignalKind::Weather, Some(name)) = (kind, config.open_meteo_key_parameter.clone()) else {
         return Ok(());
     };
-    let out = ssm
-        .get_parameter()
-        .name(&name)
-        .with_decryption(true)
-        .send()
-        .await
-        .map_err(|e| {
-            format!(
-                "reading the Open-Meteo API key from SSM parameter {name}: {}",
-                aws_sdk_ssm::error::DisplayErrorContext(&e)
-            )
-        })?;
-    let value = out
-        .parameter()
-        .and_then(|p| p.value())
-        .map(str::trim)
-        .filter(|v| !v.is_empty())
-        .ok_or_else(|| format!("SSM parameter {name} holds no API key"))?;
-    config.live.open_meteo_api_key = Some(value.to_string());
+    let value = super::secure_parameter(ssm, &name, "the Open-Meteo API key").await?;
+    config.live.open_meteo_api_key = Some(value);
     Ok(())
 }
 

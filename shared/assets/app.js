@@ -21,15 +21,19 @@
     say.t = setTimeout(() => (m.hidden = true), 6000);
   }
 
+  function authHeaders() {
+    return tokenInput.value ? { Authorization: "Bearer " + tokenInput.value } : {};
+  }
+
   async function getJson(path) {
-    const r = await fetch(path, { cache: "no-store" });
+    const r = await fetch(path, { cache: "no-store", headers: authHeaders() });
+    if (r.status === 401) say("this dashboard needs its token: enter it in the token field", true);
     if (!r.ok) throw new Error(path + ": " + r.status);
     return r.json();
   }
 
   async function send(method, path, body) {
-    const headers = {};
-    if (tokenInput.value) headers["Authorization"] = "Bearer " + tokenInput.value;
+    const headers = authHeaders();
     if (body !== undefined && typeof body !== "string") {
       headers["Content-Type"] = "application/json";
       body = JSON.stringify(body);
@@ -276,6 +280,8 @@
       grd.state = state;
       $("#clock").textContent = "clock " + hourLabel(state.clock);
       $("#speed-now").textContent = state.replay_speed == null ? "run's own speed" : `${state.replay_speed} h/s`;
+      // A deployed stack's replay speed is a stack parameter: no control for it here.
+      $("#speed-form").hidden = state.mode === "aws";
       drawMap(state.nodes);
       drawNodes(state.nodes);
       drawJobs(state);
