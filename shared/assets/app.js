@@ -2,7 +2,9 @@
 "use strict";
 (function () {
   const $ = (sel) => document.querySelector(sel);
-  const POLL_MS = 2000;
+  // Local: every 2 s. A deployed stack's pipeline moves hourly and every poll reads its tables,
+  // so there the page polls every 15 s.
+  const POLL_MS = { local: 2000, aws: 15000 };
   const grd = (window.grd = { state: null, charts: {}, selectedNode: null, world: null });
 
   const esc = (s) => String(s ?? "").replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
@@ -383,6 +385,11 @@
         $("#node-json").value = JSON.stringify(n);
       }
     } catch (_) { /* the template is a convenience */ }
-    setInterval(refresh, POLL_MS);
+    const pollMs = () => POLL_MS[grd.state && grd.state.mode] || POLL_MS.local;
+    const poll = async () => {
+      await refresh();
+      setTimeout(poll, pollMs());
+    };
+    setTimeout(poll, pollMs());
   });
 })();
