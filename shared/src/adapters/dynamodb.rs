@@ -10,7 +10,7 @@
 //! - dispatches `job_id`.
 
 use crate::domain::dispatch::{
-    ControlError, ControlOutcome, Dispatch, JobAction, JobRecord, JobStatus,
+    ControlError, ControlOutcome, Dispatch, DispatchChange, JobAction, JobRecord, JobStatus,
 };
 use crate::domain::job::{Job, JobId};
 use crate::domain::node::Node;
@@ -910,30 +910,35 @@ impl DynamoStore {
         };
         let seen_status = item.status.clone();
         let record = item.record()?;
-        let from = record.status;
-        let to = match action.next_status(&record.job.id, from) {
-            Ok(to) => to,
+        let change = match action.change(
+            &record.job,
+            record.status,
+            record.dispatch.as_ref(),
+            record.reason.as_deref(),
+            now,
+        ) {
+            Ok(c) => c,
             Err(e) => return Ok(Some(Err(e))),
         };
-        let mut job = record.job.clone();
         let nodes_t = self.nodes_t()?;
-        let backlog = self.backlog()?;
-        let mut sets = vec!["#s = :to", "updated_at = :t"];
+        let mut sets = vec!["#s = :to", "updated_at = :t", "job = :job"];
         let mut removes: Vec<&str> = Vec::new();
         let mut values: Vec<(&str, AV)> = vec![
-            (":to", s(to.as_str())),
+            (":to", s(change.to.as_str())),
             (":from", s(&seen_status)),
             (":t", n(at.timestamp())),
+            (
+                ":job",
+                s(serde_json::to_string(&change.job).map_err(corrupt)?),
+            ),
         ];
-        let mut reason: Option<String> = None;
         let mut actions = Vec::new();
-        let mut freed = 0u64;
-        let mut release = |d: &Dispatch, keep: u32, actions: &mut Vec<TransactWriteItem>| {
-            for (hour, units) in d.reservations().skip(keep as usize) {
+        if let Some(d) = &record.dispatch {
+            for (hour, units) in &change.release {
                 let u = Update::builder()
                     .table_name(nodes_t)
                     .key("pk", s(node_pk(&d.node_id)))
-                    .key("sk", s(hour_sk(hour)))
+                    .key("sk", s(hour_sk(*hour)))
                     .update_expression("SET #r = #r - :u")
                     .condition_expression("#r >= :u")
                     .expression_attribute_names("#r", "reserved")
@@ -941,15 +946,12 @@ impl DynamoStore {
                     .build()
                     .map_err(build_err)?;
                 actions.push(TransactWriteItem::builder().update(u).build());
-                freed += u64::from(units);
             }
-            Ok::<_, StoreError>(())
-        };
-        match (action, &record.dispatch) {
-            (JobAction::Complete, Some(d)) => {
-                let kept = d.cut_at(&job, now);
-                release(d, kept.slots, &mut actions)?;
-                let body = serde_json::to_string(&kept).map_err(corrupt)?;
+        }
+        match &change.dispatch {
+            DispatchChange::Unchanged => {}
+            DispatchChange::Cut(kept) => {
+                let body = serde_json::to_string(kept).map_err(corrupt)?;
                 sets.extend(["dispatch = :d", "end_hour = :e"]);
                 values.extend([(":d", s(&body)), (":e", n(kept.end().0))]);
                 let u = Update::builder()
@@ -963,8 +965,7 @@ impl DynamoStore {
                     .map_err(build_err)?;
                 actions.push(TransactWriteItem::builder().update(u).build());
             }
-            (JobAction::Cancel, Some(d)) => {
-                release(d, 0, &mut actions)?;
+            DispatchChange::Removed => {
                 removes.extend(["dispatch", "end_hour"]);
                 let del = Delete::builder()
                     .table_name(self.dispatches()?)
@@ -972,23 +973,9 @@ impl DynamoStore {
                     .build()
                     .map_err(build_err)?;
                 actions.push(TransactWriteItem::builder().delete(del).build());
-                let ran = d.cut_at(&job, now).slots;
-                reason = Some(format!(
-                    "cancelled by operator while dispatched to {} from {} ({ran} of {} hours run)",
-                    d.node_id, d.start, d.slots
-                ));
             }
-            (JobAction::Cancel, None) => reason = Some("cancelled by operator".into()),
-            (JobAction::Hold, _) => reason = Some("held by operator".into()),
-            (JobAction::Priority(p), _) => {
-                job.priority = p;
-                sets.push("job = :job");
-                values.push((":job", s(serde_json::to_string(&job).map_err(corrupt)?)));
-                reason = record.reason.clone();
-            }
-            _ => {}
         }
-        match &reason {
+        match &change.reason {
             Some(r) => {
                 sets.push("reason = :r");
                 values.push((":r", s(r)));
@@ -1000,7 +987,7 @@ impl DynamoStore {
             expr.push_str(&format!(" REMOVE {}", removes.join(", ")));
         }
         let mut u = Update::builder()
-            .table_name(backlog)
+            .table_name(self.backlog()?)
             .key("job_id", s(id))
             .update_expression(expr)
             .condition_expression("#s = :from")
@@ -1043,14 +1030,7 @@ impl DynamoStore {
                 ))),
             };
         }
-        Ok(Some(Ok(ControlOutcome {
-            job_id: id.to_string(),
-            action: action.name(),
-            from,
-            to,
-            freed_unit_hours: freed,
-            priority: job.priority.get(),
-        })))
+        Ok(Some(Ok(change.outcome(action))))
     }
 }
 

@@ -5,7 +5,7 @@
 //! take the last units of a slot.
 
 use crate::domain::dispatch::{
-    ControlError, ControlOutcome, Dispatch, JobAction, JobRecord, JobStatus,
+    ControlError, ControlOutcome, Dispatch, DispatchChange, JobAction, JobRecord, JobStatus,
 };
 use crate::domain::job::{Job, JobId};
 use crate::domain::node::Node;
@@ -293,89 +293,59 @@ impl SqliteStore {
     ) -> Result<Result<ControlOutcome, ControlError>, StoreError> {
         self.with(|c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(backend)?;
-            let row: Option<(String, String, Option<String>)> = tx
+            let row: Option<(String, String, Option<String>, Option<String>)> = tx
                 .query_row(
-                    "SELECT j.body, j.status, d.body FROM jobs j LEFT JOIN dispatches d ON d.job_id = j.id WHERE j.id = ?1",
+                    "SELECT j.body, j.status, d.body, j.reason FROM jobs j LEFT JOIN dispatches d ON d.job_id = j.id WHERE j.id = ?1",
                     [id],
-                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
                 )
                 .optional()
                 .map_err(backend)?;
-            let Some((body, status, dispatch)) = row else {
+            let Some((body, status, dispatch, reason)) = row else {
                 return Ok(Err(ControlError::UnknownJob(id.to_string())));
             };
-            let mut job: Job = from_json(&body)?;
+            let job: Job = from_json(&body)?;
             let from: JobStatus = status.parse().map_err(corrupt)?;
-            let to = match action.next_status(&job.id, from) {
-                Ok(to) => to,
+            let dispatch: Option<Dispatch> = dispatch.as_deref().map(from_json).transpose()?;
+            let change = match action.change(&job, from, dispatch.as_ref(), reason.as_deref(), now) {
+                Ok(c) => c,
                 Err(e) => return Ok(Err(e)),
             };
-            let dispatch: Option<Dispatch> = dispatch.as_deref().map(from_json).transpose()?;
-            let mut freed = 0u64;
-            let mut reason: Option<String> = None;
-            let mut release = |d: &Dispatch, keep: &Dispatch| -> Result<(), StoreError> {
-                for (hour, units) in d.reservations().skip(keep.slots as usize) {
+            if let Some(d) = &dispatch {
+                for (hour, units) in &change.release {
                     tx.execute(
                         "UPDATE reservations SET units = units - ?3 WHERE node_id = ?1 AND hour = ?2",
                         params![d.node_id, hour.0, units],
                     )
                     .map_err(backend)?;
-                    freed += u64::from(units);
                 }
                 tx.execute(
                     "DELETE FROM reservations WHERE node_id = ?1 AND units = 0",
                     [&d.node_id],
                 )
                 .map_err(backend)?;
-                Ok(())
-            };
-            match (action, &dispatch) {
-                (JobAction::Complete, Some(d)) => {
-                    let kept = d.cut_at(&job, now);
-                    release(d, &kept)?;
+            }
+            match &change.dispatch {
+                DispatchChange::Unchanged => {}
+                DispatchChange::Cut(kept) => {
                     tx.execute(
                         "UPDATE dispatches SET end_hour = ?2, body = ?3 WHERE job_id = ?1",
-                        params![id, kept.end().0, to_json(&kept)?],
+                        params![id, kept.end().0, to_json(kept)?],
                     )
                     .map_err(backend)?;
                 }
-                (JobAction::Cancel, Some(d)) => {
-                    let none = Dispatch { slots: 0, ..d.clone() };
-                    release(d, &none)?;
+                DispatchChange::Removed => {
                     tx.execute("DELETE FROM dispatches WHERE job_id = ?1", [id])
                         .map_err(backend)?;
-                    let ran = d.cut_at(&job, now).slots;
-                    reason = Some(format!(
-                        "cancelled by operator while dispatched to {} from {} ({ran} of {} hours run)",
-                        d.node_id, d.start, d.slots
-                    ));
                 }
-                (JobAction::Cancel, None) => reason = Some("cancelled by operator".into()),
-                (JobAction::Hold, _) => reason = Some("held by operator".into()),
-                (JobAction::Priority(p), _) => {
-                    job.priority = p;
-                    tx.execute("UPDATE jobs SET body = ?2 WHERE id = ?1", params![id, to_json(&job)?])
-                        .map_err(backend)?;
-                    reason = tx
-                        .query_row("SELECT reason FROM jobs WHERE id = ?1", [id], |r| r.get(0))
-                        .map_err(backend)?;
-                }
-                _ => {}
             }
             tx.execute(
-                "UPDATE jobs SET status = ?2, reason = ?3, updated_at = ?4 WHERE id = ?1",
-                params![id, to.as_str(), reason, ts(at)],
+                "UPDATE jobs SET status = ?2, reason = ?3, updated_at = ?4, body = ?5 WHERE id = ?1",
+                params![id, change.to.as_str(), change.reason, ts(at), to_json(&change.job)?],
             )
             .map_err(backend)?;
             tx.commit().map_err(backend)?;
-            Ok(Ok(ControlOutcome {
-                job_id: id.to_string(),
-                action: action.name(),
-                from,
-                to,
-                freed_unit_hours: freed,
-                priority: job.priority.get(),
-            }))
+            Ok(Ok(change.outcome(action)))
         })
     }
 
