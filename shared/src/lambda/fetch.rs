@@ -101,3 +101,38 @@ pub async fn handle<S: SignalStore + NodeStore>(
     ]);
     Ok(report)
 }
+
+/// A fetch function's whole life: configuration from the environment, SDK clients and
+/// sources built once, then one [`handle`] per scheduled invocation. `kind` says which
+/// function this is (fetch-weather or fetch-prices).
+pub async fn serve(kind: SignalKind) -> Result<(), lambda_runtime::Error> {
+    use crate::adapters::dynamodb::{DynamoStore, Tables};
+    use lambda_runtime::{service_fn, LambdaEvent};
+    let mut config = FetchConfig::from_env(&super::config::Env::from_process())?;
+    let sdk = crate::aws::sdk_config().await;
+    load_api_key(&mut config, kind, &aws_sdk_ssm::Client::new(&sdk)).await?;
+    let tables = Tables {
+        signals: Some(config.signals_table.clone()),
+        nodes: Some(config.nodes_table.clone()),
+        ..Tables::default()
+    };
+    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), tables);
+    let s3 = crate::aws::s3_client(&sdk);
+    let archive = S3Archive::new(s3.clone(), config.raw_bucket.clone());
+    let sources = sources(&config, kind, &s3)?;
+    lambda_runtime::run(service_fn(|event: LambdaEvent<serde_json::Value>| {
+        let (store, archive, sources) = (&store, &archive, &sources);
+        async move {
+            let report = handle(
+                store,
+                archive,
+                sources,
+                Utc::now(),
+                super::cutoff(&event.context),
+            )
+            .await?;
+            Ok::<_, lambda_runtime::Error>(serde_json::to_value(report)?)
+        }
+    }))
+    .await
+}
