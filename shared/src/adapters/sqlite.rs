@@ -864,7 +864,7 @@ impl ControlStore for SqliteStore {
 mod tests {
     use super::*;
     use crate::domain::node::default_fleet;
-    use crate::domain::price::{price_hour, Basis, HourInputs};
+    use crate::domain::price::mild_prices;
     use crate::domain::signal::Rejection;
 
     fn job(id: &str, units: u32) -> Job {
@@ -898,23 +898,7 @@ mod tests {
         let mut node = default_fleet(1).remove(0);
         node.capacity_units = capacity;
         store.put_node(&node).await.unwrap();
-        let prices: Vec<NodePrice> = (0..4)
-            .map(|k| {
-                price_hour(
-                    &node,
-                    h.plus(k),
-                    HourInputs {
-                        temp_c: 10.0,
-                        rh_pct: Some(50.0),
-                        usd_per_mwh: 40.0,
-                        weather_ts: h.start(),
-                        price_ts: h.start(),
-                        basis: Basis::Forecast,
-                        stale: false,
-                    },
-                )
-            })
-            .collect();
+        let prices = mild_prices(&node, h, 4);
         store
             .put_prices(&node.id, h, h.plus(4), &prices)
             .await

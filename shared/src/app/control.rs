@@ -170,7 +170,7 @@ mod tests {
     use crate::domain::dispatch::{Dispatch, JobStatus};
     use crate::domain::job::{Job, JobId};
     use crate::domain::node::default_fleet;
-    use crate::domain::price::{price_hour, Basis, HourInputs, NodePrice};
+    use crate::domain::price::mild_prices;
     use crate::ports::{Backlog, Committed, DispatchLog};
 
     fn job(id: &str, units: u32, chr: u32) -> Job {
@@ -184,23 +184,7 @@ mod tests {
         let store = SqliteStore::in_memory().unwrap();
         let node = default_fleet(1).remove(0);
         store.put_node(&node).await.unwrap();
-        let prices: Vec<NodePrice> = (0..6)
-            .map(|k| {
-                price_hour(
-                    &node,
-                    h.plus(k),
-                    HourInputs {
-                        temp_c: 10.0,
-                        rh_pct: Some(50.0),
-                        usd_per_mwh: 40.0,
-                        weather_ts: h.start(),
-                        price_ts: h.start(),
-                        basis: Basis::Forecast,
-                        stale: false,
-                    },
-                )
-            })
-            .collect();
+        let prices = mild_prices(&node, h, 6);
         store
             .put_prices(&node.id, h, h.plus(6), &prices)
             .await
