@@ -1,5 +1,7 @@
 //! Shared helpers for the integration tests: fixed worlds and invariant checks.
 
+pub mod dashboard;
+
 use chrono::{DateTime, TimeZone, Utc};
 use grd::adapters::sqlite::SqliteStore;
 use grd::domain::dispatch::JobStatus;

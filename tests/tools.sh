@@ -337,6 +337,7 @@ GRD_FUNCTIONS=(
     FetchPricesFunction:fetch-prices
     PriceNodesFunction:price-nodes
     DispatchJobsFunction:dispatch-jobs
+    DashboardFunction:dashboard
 )
 GRD_BUILD_SIZES="$GRD_TOOLS_DIR/build-sizes.txt" # written by grd_sam_build, shown by grd_lambda_e2e
 
@@ -414,7 +415,7 @@ _grd_report_bootstraps() {
     rm -f "$GRD_BUILD_SIZES.tmp"
 }
 
-# Builds the template's four functions the way a deploy would: `sam build` from the repo root
+# Builds the template's five functions the way a deploy would: `sam build` from the repo root
 # (samconfig.toml names infra/template.yaml), which runs `cargo lambda build --release --arm64
 # --bin <Binary>` per function (cargo-lambda cross-links with zig) and copies each bootstrap to
 # .aws-sam/build/<LogicalId>/bootstrap. Then checks each is a stripped ELF aarch64 executable
@@ -476,7 +477,7 @@ grd_sam_build() {
                 _grd_log "sam build output check FAILED"
                 exit 1
             }
-            _grd_log "sam build: 4 arm64 bootstraps OK (wall time $(took) s)"
+            _grd_log "sam build: ${#GRD_FUNCTIONS[@]} arm64 bootstraps OK (wall time $(took) s)"
             exit 0
         fi
 
@@ -519,14 +520,14 @@ _grd_tcp_up() {
 
 _grd_kib_mib() { awk -v k="$1" 'BEGIN { printf "%.1f MiB", k / 1024 }'; }
 
-# End-to-end run of the four functions' release binaries against moto, invoked through
+# End-to-end run of the five functions' release binaries against moto, invoked through
 # `cargo lambda watch` (the Lambda Runtime API emulator; no Docker) with the sample events.
 # Needs grd_moto_start first. Compiles: run it under the cargo lock, e.g.
 #   grd_moto_start; flock /tmp/grd-cargo.lock bash -c 'source tests/tools.sh; grd_lambda_e2e'
 #
 #  1. tests/lambda/e2e_aws.py creates the tables, queues and bucket as in infra/template.yaml
 #     (unique names), puts nodes ash1 and fra1, writes the functions' env file.
-#  2. `cargo build --release` of the four bins: the same command and artifacts as watch's own
+#  2. `cargo build --release` of the five bins: the same command and artifacts as watch's own
 #     `cargo run --release --bin <bin>` (watch rebuilt nothing after it when it ran them).
 #  3. `cargo lambda watch --only-lambda-apis` serves the invoke and Runtime APIs; each binary
 #     runs as ONE long-lived process (as watch runs it, and as in a warm Lambda sandbox) with
@@ -541,7 +542,8 @@ _grd_kib_mib() { awk -v k="$1" 'BEGIN { printf "%.1f MiB", k / 1024 }'; }
 #     fetch-weather, fetch-prices (tick) -> reports, raw/ objects, obs#/fc# signals;
 #     price-nodes (stream) -> no failures, node hour prices; dispatch-jobs (SQS, twice) ->
 #     exactly the malformed message fails, 3 jobs in the backlog; dispatch-jobs (tick) ->
-#     a numeric "dispatched".
+#     a numeric "dispatched"; dashboard (Function URL events) -> /api/state lists both nodes
+#     priced, a drain of fra1 answers and shows in NodesTable.
 #  5. peak RSS per function from /proc/<pid>/status VmHWM: after its first invoke it covers
 #     process start, init and that invoke; before a later invoke the peak is reset
 #     (/proc/<pid>/clear_refs 5), so that reading is the invoke's own peak (over what stays
@@ -755,6 +757,12 @@ grd_lambda_e2e() {
         # d. the planning tick
         invoke dispatch-jobs "$ev/schedule-tick.json" dispatch-jobs-tick
         check "dispatch-jobs tick response" dispatch-jobs check-response tick "$work/dispatch-jobs-tick.json"
+        # e. the dashboard behind its Function URL (payload 2.0 events): the state, then a drain
+        invoke dashboard "$ev/dashboard-state.json" dashboard-state
+        check "dashboard /api/state response" dashboard check-response dashboard-state "$work/dashboard-state.json"
+        invoke dashboard "$ev/dashboard-drain.json" dashboard-drain
+        check "dashboard drain response" dashboard check-response dashboard-drain "$work/dashboard-drain.json" fra1
+        check "fra1 drained in NodesTable" dashboard check-drained "$work/names.json" fra1
 
         stop_all
         total_s=$(secs "$t0")

@@ -1,133 +1,69 @@
 //! Text views for people: node table, queue summary, job list.
 
-use chrono::{DateTime, Utc};
 use grd::app::summary::Summary;
+pub use grd::app::view::View;
 use grd::domain::dispatch::{JobRecord, JobStatus};
-use grd::domain::price::NodePrice;
-use grd::domain::time::Hour;
-use grd::ports::{Backlog, DispatchLog, NodeState, NodeStore, StoreError};
 use serde_json::json;
-use std::collections::HashMap;
 use std::fmt::Write;
 
-pub struct NodeRow {
-    pub state: NodeState,
-    pub price: Option<NodePrice>,
-    pub reserved: u32,
-    pub running: usize,
-}
-
-pub struct View {
-    pub nodes: Vec<NodeRow>,
-    pub jobs: Vec<JobRecord>,
-}
-
-impl View {
-    pub async fn load<S: NodeStore + DispatchLog + Backlog>(
-        store: &S,
-        now: DateTime<Utc>,
-    ) -> Result<View, StoreError> {
-        let hour = Hour::containing(now);
-        let prices: HashMap<String, NodePrice> = store
-            .prices(hour, hour.plus(1))
-            .await?
-            .into_iter()
-            .map(|p| (p.node_id.clone(), p))
-            .collect();
-        let reserved: HashMap<String, u32> = store
-            .reservations(hour, hour.plus(1))
-            .await?
-            .into_iter()
-            .map(|(n, _, u)| (n, u))
-            .collect();
-        let jobs = store.all_jobs().await?;
-        let mut running: HashMap<&str, usize> = HashMap::new();
-        for r in &jobs {
-            if let Some(d) = r
-                .dispatch
-                .as_ref()
-                .filter(|d| d.start <= hour && hour < d.end())
-            {
-                *running.entry(d.node_id.as_str()).or_default() += 1;
-            }
-        }
-        let running: HashMap<String, usize> = running
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v))
-            .collect();
-        let nodes = store
-            .nodes()
-            .await?
-            .into_iter()
-            .map(|state| NodeRow {
-                price: prices.get(&state.node.id).cloned(),
-                reserved: reserved.get(&state.node.id).copied().unwrap_or(0),
-                running: running.get(&state.node.id).copied().unwrap_or(0),
-                state,
-            })
-            .collect();
-        Ok(View { nodes, jobs })
-    }
-
-    pub fn render_nodes(&self) -> String {
-        let mut out = String::new();
+pub fn render_nodes(view: &View) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<8} {:<11} {:<14} {:>9} {:>9} {:>5} {:>7} {:>9} {:>5}  STATE",
+        "NODE", "REGION", "MARKET", "$/C-HR", "$/MWH", "PUE", "TEMP", "LOAD/CAP", "JOBS",
+    );
+    for row in &view.nodes {
+        let n = &row.state.node;
+        let (price, mwh, pue, temp, cap, state) = match &row.price {
+            Some(p) => (
+                format!("{:.5}", p.usd_per_chr),
+                format!("{:.1}", p.energy_usd_per_mwh),
+                format!("{:.2}", p.pue),
+                format!("{:.1}C", p.temp_c),
+                p.capacity_units,
+                if p.stale {
+                    "STALE"
+                } else if p.humidity_assumed {
+                    "ok (rh assumed)"
+                } else {
+                    "ok"
+                },
+            ),
+            None => ("-".into(), "-".into(), "-".into(), "-".into(), 0, "no data"),
+        };
+        let state = if row.state.drained { "DRAINED" } else { state };
         let _ = writeln!(
             out,
-            "{:<8} {:<11} {:<14} {:>9} {:>9} {:>5} {:>7} {:>9} {:>5}  STATE",
-            "NODE", "REGION", "MARKET", "$/C-HR", "$/MWH", "PUE", "TEMP", "LOAD/CAP", "JOBS",
+            "{:<8} {:<11} {:<14} {:>9} {:>9} {:>5} {:>7} {:>9} {:>5}  {}",
+            n.id,
+            n.region,
+            n.market,
+            price,
+            mwh,
+            pue,
+            temp,
+            format!("{}/{}", row.reserved, cap),
+            row.running,
+            state
         );
-        for row in &self.nodes {
-            let n = &row.state.node;
-            let (price, mwh, pue, temp, cap, state) = match &row.price {
-                Some(p) => (
-                    format!("{:.5}", p.usd_per_chr),
-                    format!("{:.1}", p.energy_usd_per_mwh),
-                    format!("{:.2}", p.pue),
-                    format!("{:.1}C", p.temp_c),
-                    p.capacity_units,
-                    if p.stale {
-                        "STALE"
-                    } else if p.humidity_assumed {
-                        "ok (rh assumed)"
-                    } else {
-                        "ok"
-                    },
-                ),
-                None => ("-".into(), "-".into(), "-".into(), "-".into(), 0, "no data"),
-            };
-            let state = if row.state.drained { "DRAINED" } else { state };
-            let _ = writeln!(
-                out,
-                "{:<8} {:<11} {:<14} {:>9} {:>9} {:>5} {:>7} {:>9} {:>5}  {}",
-                n.id,
-                n.region,
-                n.market,
-                price,
-                mwh,
-                pue,
-                temp,
-                format!("{}/{}", row.reserved, cap),
-                row.running,
-                state
-            );
-        }
-        out
     }
+    out
+}
 
-    pub fn nodes_json(&self) -> serde_json::Value {
-        self.nodes
-            .iter()
-            .map(|row| {
-                let n = &row.state.node;
-                json!({
-                    "id": n.id, "name": n.name, "region": n.region, "market": n.market,
-                    "lat": n.lat, "lon": n.lon, "capacity_units": n.capacity_units,
-                    "drained": row.state.drained, "reserved_units": row.reserved, "running_jobs": row.running,
-                    "price": row.price,
-                })
+pub fn nodes_json(view: &View) -> serde_json::Value {
+    view.nodes
+        .iter()
+        .map(|row| {
+            let n = &row.state.node;
+            json!({
+                "id": n.id, "name": n.name, "region": n.region, "market": n.market,
+                "lat": n.lat, "lon": n.lon, "capacity_units": n.capacity_units,
+                "drained": row.state.drained, "reserved_units": row.reserved, "running_jobs": row.running,
+                "price": row.price,
             })
-            .collect()
-    }
+        })
+        .collect()
 }
 
 pub fn render_summary(s: &Summary) -> String {

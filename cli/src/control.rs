@@ -60,17 +60,23 @@ fn open_existing(db: &Path) -> Result<(Arc<SqliteStore>, chrono::DateTime<Utc>)>
 
 /// hold, release, cancel, complete (and priority via [`priority`]).
 pub async fn job_action(db: &Path, action: &str, args: JobArgs) -> Result<ExitCode> {
-    act(db, action, &args.job, None, args.json)
+    act(db, action, &args.job, None, args.json).await
 }
 
 pub async fn priority(db: &Path, args: PriorityArgs) -> Result<ExitCode> {
-    act(db, "priority", &args.job, Some(args.priority), args.json)
+    act(db, "priority", &args.job, Some(args.priority), args.json).await
 }
 
-fn act(db: &Path, action: &str, job: &str, n: Option<i64>, as_json: bool) -> Result<ExitCode> {
+async fn act(
+    db: &Path,
+    action: &str,
+    job: &str,
+    n: Option<i64>,
+    as_json: bool,
+) -> Result<ExitCode> {
     let action = parse_action(action, n)?;
     let (store, now) = open_existing(db)?;
-    let out = control_job(&store, job, action, now)?;
+    let out = control_job(store.as_ref(), job, action, now).await?;
     if as_json {
         println!("{}", json!(out));
     } else {
@@ -94,7 +100,7 @@ fn act(db: &Path, action: &str, job: &str, n: Option<i64>, as_json: bool) -> Res
 
 pub async fn drain(db: &Path, args: NodeArgs, drained: bool) -> Result<ExitCode> {
     let (store, _) = open_existing(db)?;
-    let out = set_drained(&store, &args.node, drained).await?;
+    let out = set_drained(store.as_ref(), &args.node, drained).await?;
     if args.json {
         println!("{}", json!(out));
     } else {

@@ -96,7 +96,7 @@ impl Live {
             self.seed,
             hour,
             h + 1,
-            view.render_nodes(),
+            console::render_nodes(&view),
             console::render_summary(&totals)
         );
         let _ = std::io::stdout().flush();
@@ -242,9 +242,9 @@ pub async fn run(db: &Path, args: DemoArgs) -> Result<ExitCode> {
     } else {
         0.0
     };
-    let nodes = View::load(optimized.store.as_ref(), optimized.clock_hour().start())
-        .await?
-        .nodes_json();
+    let nodes = console::nodes_json(
+        &View::load(optimized.store.as_ref(), optimized.clock_hour().start()).await?,
+    );
     let result = json!({
         "total_cost_usd": round4(opt.summary.cost_usd),
         "baseline_cost_usd": round4(base.summary.cost_usd),

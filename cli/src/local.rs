@@ -267,11 +267,11 @@ pub async fn status(db: &Path, args: StatusArgs) -> Result<ExitCode> {
             .collect();
         println!(
             "{}",
-            json!({"clock": now, "nodes": view.nodes_json(), "summary": totals, "jobs": jobs})
+            json!({"clock": now, "nodes": console::nodes_json(&view), "summary": totals, "jobs": jobs})
         );
     } else {
         println!("clock {}", Hour::containing(now));
-        print!("{}", view.render_nodes());
+        print!("{}", console::render_nodes(&view));
         println!("{}", console::render_summary(&totals));
         print!("{}", console::render_jobs(&view.jobs, 30));
     }

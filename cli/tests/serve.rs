@@ -433,7 +433,7 @@ fn metrics_parse_as_prometheus_text() {
 }
 
 #[test]
-fn token_guards_mutations_and_is_required_beyond_loopback() {
+fn token_guards_every_call_and_is_required_beyond_loopback() {
     let dir = tempfile::tempdir().unwrap();
     let db = world(dir.path());
     let out = Command::new(env!("CARGO_BIN_EXE_grd"))
@@ -448,10 +448,18 @@ fn token_guards_mutations_and_is_required_beyond_loopback() {
 
     let s = serve(&db, &["--token", "sesame"]);
     assert_eq!(
-        call(&s, "GET", "/api/state", "", None).status,
+        call(&s, "GET", "/", "", None).status,
         200,
-        "reads are open"
+        "the page holds no data"
     );
+    for path in ["/api/state", "/api/load", "/api/explanations", "/metrics"] {
+        assert_eq!(call(&s, "GET", path, "", None).status, 401, "{path}");
+        assert_eq!(
+            call(&s, "GET", path, "", Some("sesame")).status,
+            200,
+            "{path}"
+        );
+    }
     let r = call(&s, "POST", "/api/nodes/nowhere/drain", "", None);
     assert_eq!(r.status, 401);
     let r = call(&s, "POST", "/api/jobs/s1/hold", "", Some("wrong"));

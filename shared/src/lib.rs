@@ -8,6 +8,8 @@ pub mod app;
 #[cfg(feature = "aws")]
 pub mod aws;
 pub mod bench;
+#[cfg(feature = "dashboard")]
+pub mod dashboard;
 pub mod domain;
 #[cfg(feature = "aws")]
 pub mod lambda;

@@ -1,9 +1,11 @@
 //! Ports: the small traits use cases are written against. Adapters implement them.
 
-use crate::domain::dispatch::{Dispatch, JobRecord, JobStatus};
+use crate::domain::dispatch::{
+    ControlError, ControlOutcome, Dispatch, JobAction, JobRecord, JobStatus,
+};
 use crate::domain::job::{Job, JobId};
 use crate::domain::node::Node;
-use crate::domain::price::{NodePrice, NodeSignals};
+use crate::domain::price::{NodePrice, NodeSignals, PriceOverride};
 use crate::domain::signal::{Forecast, Observation, Rejection, SignalKind};
 use crate::domain::time::Hour;
 use chrono::{DateTime, Utc};
@@ -132,6 +134,48 @@ pub trait DispatchLog: Send + Sync {
         now: Hour,
         at: DateTime<Utc>,
     ) -> impl Future<Output = Result<usize, StoreError>> + Send;
+}
+
+/// Operators' controls: the same on the embedded store and on DynamoDB.
+pub trait ControlStore: Send + Sync {
+    /// Applies an operator's action to a job atomically: the state change, a new priority,
+    /// and for a dispatched job that is cancelled or completed, the reserved capacity it no
+    /// longer needs from hour `now` on (a cancelled job gives back all of it and loses its
+    /// dispatch record). A refused action changes nothing.
+    fn control_job(
+        &self,
+        id: &str,
+        action: JobAction,
+        now: Hour,
+        at: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Result<ControlOutcome, ControlError>, StoreError>> + Send;
+    /// Drains or undrains a node; false if there is no such node.
+    fn set_drained(
+        &self,
+        node_id: &str,
+        drained: bool,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// Stores a what-if override (validated by the caller); returns its id.
+    fn add_price_override(
+        &self,
+        o: &PriceOverride,
+    ) -> impl Future<Output = Result<i64, StoreError>> + Send;
+    /// Removes an override; false if there was none with that id.
+    fn remove_price_override(
+        &self,
+        id: i64,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// Every stored override, oldest first.
+    fn price_overrides(
+        &self,
+    ) -> impl Future<Output = Result<Vec<PriceOverride>, StoreError>> + Send;
+    /// Stored prices of one node for hours in [from, to), in hour order.
+    fn node_prices(
+        &self,
+        node_id: &str,
+        from: Hour,
+        to: Hour,
+    ) -> impl Future<Output = Result<Vec<NodePrice>, StoreError>> + Send;
 }
 
 /// The time, as the pipeline sees it.

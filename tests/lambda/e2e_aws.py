@@ -10,11 +10,14 @@
     e2e_aws.py check-response KIND FILE [ARG]
                                             a function's response (cargo lambda invoke
                                             --output-format json): KIND fetch SOURCE,
-                                            stream, sqs MESSAGE_ID, tick
+                                            stream, sqs MESSAGE_ID, tick, dashboard-state,
+                                            dashboard-drain NODE
+    e2e_aws.py check-drained NAMES_JSON NODE  the node's config item is drained
 
 Exits non-zero with a message on any mismatch. Uses the tools venv's boto3.
 """
 
+import base64
 import json
 import os
 import sys
@@ -274,6 +277,16 @@ def check_backlog(names_path, want):
         fail(f"BacklogTable jobs {sorted(j for j, _ in jobs)}, want {sorted(want_ids)}")
 
 
+def check_drained(names_path, node_id):
+    names = load(names_path)
+    item = client("dynamodb").get_item(
+        TableName=names["NodesTable"], Key={"pk": {"S": "nodes"}, "sk": {"S": node_id}},
+        ConsistentRead=True).get("Item")
+    if not item or item.get("drained") != {"BOOL": True}:
+        fail(f"NodesTable item of {node_id} is not drained: {item}")
+    print(f"  NodesTable: {node_id} drained")
+
+
 def check_response(kind, path, arg=None):
     text = open(path).read()
     try:
@@ -306,6 +319,29 @@ def check_response(kind, path, arg=None):
         d = r.get("dispatched") if isinstance(r, dict) else None
         if not isinstance(d, (int, float)) or isinstance(d, bool):
             fail(f"dispatch-jobs (tick): want an object with a numeric 'dispatched', got {compact}")
+    elif kind in ("dashboard-state", "dashboard-drain"):
+        # A Function URL (payload 2.0) response from lambda_http: status, headers, body.
+        if not isinstance(r, dict) or r.get("statusCode") != 200:
+            fail(f"dashboard: want statusCode 200, got {compact[:300]}")
+        body = r.get("body") or ""
+        if r.get("isBase64Encoded"):
+            body = base64.b64decode(body).decode()
+        try:
+            b = json.loads(body)
+        except ValueError as e:
+            fail(f"dashboard: body is not JSON ({e}): {body[:300]!r}")
+        if kind == "dashboard-state":
+            ids = sorted(n.get("id") for n in b.get("nodes", []))
+            if b.get("mode") != "aws" or ids != sorted(NODES):
+                fail(f"dashboard /api/state: want mode aws and nodes {sorted(NODES)}, got "
+                     f"mode {b.get('mode')!r}, nodes {ids}")
+            priced = [n["id"] for n in b["nodes"] if n.get("price")]
+            if sorted(priced) != sorted(NODES):
+                fail(f"dashboard /api/state: want every node priced this hour, priced: {priced}")
+            print(f"  /api/state: mode aws, nodes {ids} priced, {len(b.get('jobs', []))} jobs")
+        else:
+            if b.get("node_id") != arg or b.get("drained") is not True:
+                fail(f"dashboard drain: want node_id {arg} drained, got {b}")
     else:
         sys.exit(f"unknown response kind {kind}")
 
@@ -322,6 +358,8 @@ def main(argv):
         check_prices(*args)
     elif cmd == "check-response" and len(args) in (2, 3):
         check_response(*args)
+    elif cmd == "check-drained" and len(args) == 2:
+        check_drained(*args)
     elif cmd == "check-backlog" and len(args) == 2:
         check_backlog(args[0], int(args[1]))
     else:

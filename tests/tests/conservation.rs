@@ -126,7 +126,7 @@ proptest! {
                             _ => JobAction::Priority(Priority::try_from((pick % 10) as u8).unwrap()),
                         };
                         let applies = action.applies_to().contains(&r.status);
-                        match control_job(&p.store, r.job.id.as_str(), action, p.clock.now()) {
+                        match control_job(p.store.as_ref(), r.job.id.as_str(), action, p.clock.now()).await {
                             Ok(out) => {
                                 assert!(applies, "{action:?} applied to a {} job", r.status);
                                 assert_eq!(out.from, r.status);

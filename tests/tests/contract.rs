@@ -19,7 +19,7 @@ use grd::adapters::synthetic::{Faults, Stream, SyntheticSource};
 use grd::domain::node::default_fleet;
 use grd::domain::plan::strategy_by_name;
 use grd::domain::signal::SignalKind;
-use grd::lambda::config::{self, DispatchConfig, FetchConfig, PriceConfig};
+use grd::lambda::config::{self, DashboardConfig, DispatchConfig, FetchConfig, PriceConfig};
 use grd::lambda::dispatch_jobs::{self, Invocation};
 use grd::lambda::{fetch, price_nodes};
 use grd::ports::{NodeStore, SignalSource};
@@ -681,5 +681,60 @@ async fn dispatch_jobs_matches_its_role() {
         &recorded,
         DispatchConfig::VARS,
         &infra,
+    );
+}
+
+#[tokio::test]
+async fn dashboard_matches_its_role() {
+    let mut rec = recording(&[
+        config::NODES_TABLE,
+        config::BACKLOG_TABLE,
+        config::DISPATCHES_TABLE,
+    ])
+    .await;
+    let conf = sdk().await;
+    // The token, read as the function reads it at start-up.
+    let token_parameter = format!("/{}", unique("dashboard-token"));
+    aws_sdk_ssm::Client::new(&conf)
+        .put_parameter()
+        .name(&token_parameter)
+        .value(grd_tests::dashboard::TOKEN)
+        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+        .send()
+        .await
+        .unwrap();
+    rec.names.insert(
+        token_parameter.trim_start_matches('/').to_string(),
+        config::DASHBOARD_TOKEN_PARAMETER,
+    );
+    let token = grd::lambda::secure_parameter(&rec.ssm, &token_parameter, "the dashboard token")
+        .await
+        .unwrap();
+    assert_eq!(token, grd_tests::dashboard::TOKEN);
+    // The operator's whole scenario through the API served over the recording store; the
+    // world around it (signals, pricing, planning) through a plain client.
+    let mut all = Tables::default();
+    for (name, var) in &rec.names {
+        match *var {
+            config::SIGNALS_TABLE => all.signals = Some(name.clone()),
+            config::NODES_TABLE => all.nodes = Some(name.clone()),
+            config::BACKLOG_TABLE => all.backlog = Some(name.clone()),
+            config::DISPATCHES_TABLE => all.dispatches = Some(name.clone()),
+            _ => {}
+        }
+    }
+    let helper = Arc::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(&conf), all));
+    let served = Arc::new(std::mem::replace(
+        &mut rec.store,
+        DynamoStore::new(aws_sdk_dynamodb::Client::new(&conf), Tables::default()),
+    ));
+    grd_tests::dashboard::scenario(served, helper, "aws").await;
+    let f = function(&template(), "DashboardFunction");
+    check(
+        "DashboardFunction",
+        &f,
+        &rec.by_variable(),
+        DashboardConfig::VARS,
+        &LOGS,
     );
 }

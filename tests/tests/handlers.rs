@@ -10,16 +10,16 @@ use futures::future::BoxFuture;
 use futures::FutureExt;
 use grd::adapters::sqlite::SqliteStore;
 use grd::adapters::synthetic::{Faults, Stream, SyntheticSource};
-use grd::domain::dispatch::JobStatus;
+use grd::domain::dispatch::{ControlError, ControlOutcome, JobAction, JobStatus};
 use grd::domain::node::{default_fleet, Node};
-use grd::domain::price::{NodePrice, NodeSignals};
+use grd::domain::price::{NodePrice, NodeSignals, PriceOverride};
 use grd::domain::signal::{Forecast, Observation};
 use grd::domain::time::Hour;
 use grd::lambda::dispatch_jobs::{self, Invocation};
 use grd::lambda::{fetch, price_nodes};
 use grd::ports::{
-    Backlog, NodeState, NodeStore, RawArchive, RawPayload, SignalSource, SignalStore, StoreError,
-    Stored,
+    Backlog, ControlStore, NodeState, NodeStore, RawArchive, RawPayload, SignalSource, SignalStore,
+    StoreError, Stored,
 };
 use grd_tests::aws::failures;
 use grd_tests::{check_invariants, start};
@@ -328,6 +328,38 @@ impl NodeStore for FailingPrices {
     }
     async fn prices(&self, from: Hour, to: Hour) -> Result<Vec<NodePrice>, StoreError> {
         self.inner.prices(from, to).await
+    }
+}
+
+impl ControlStore for FailingPrices {
+    async fn control_job(
+        &self,
+        id: &str,
+        action: JobAction,
+        now: Hour,
+        at: DateTime<Utc>,
+    ) -> Result<Result<ControlOutcome, ControlError>, StoreError> {
+        ControlStore::control_job(&self.inner, id, action, now, at).await
+    }
+    async fn set_drained(&self, node_id: &str, drained: bool) -> Result<bool, StoreError> {
+        ControlStore::set_drained(&self.inner, node_id, drained).await
+    }
+    async fn add_price_override(&self, o: &PriceOverride) -> Result<i64, StoreError> {
+        ControlStore::add_price_override(&self.inner, o).await
+    }
+    async fn remove_price_override(&self, id: i64) -> Result<bool, StoreError> {
+        ControlStore::remove_price_override(&self.inner, id).await
+    }
+    async fn price_overrides(&self) -> Result<Vec<PriceOverride>, StoreError> {
+        ControlStore::price_overrides(&self.inner).await
+    }
+    async fn node_prices(
+        &self,
+        node_id: &str,
+        from: Hour,
+        to: Hour,
+    ) -> Result<Vec<NodePrice>, StoreError> {
+        ControlStore::node_prices(&self.inner, node_id, from, to).await
     }
 }
 

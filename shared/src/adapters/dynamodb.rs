@@ -5,20 +5,24 @@
 //! - signals `node_id`+`sk`: `obs#<kind>` newest observation, `fc#<kind>` newest forecast;
 //! - nodes `pk`+`sk`: `nodes`/`<id>` node configs; `node#<id>`/`hour#<hour>` price, priced
 //!   capacity and reserved units of one node-hour;
+//!   `overrides`/`<id>` operators' what-if prices, `counters`/`override` their last id;
 //! - backlog `job_id`, GSI `status-index` (`status`, `submitted_at`);
 //! - dispatches `job_id`.
 
-use crate::domain::dispatch::{Dispatch, JobRecord, JobStatus};
+use crate::domain::dispatch::{
+    ControlError, ControlOutcome, Dispatch, DispatchChange, JobAction, JobRecord, JobStatus,
+};
 use crate::domain::job::{Job, JobId};
 use crate::domain::node::Node;
-use crate::domain::price::{NodePrice, NodeSignals};
+use crate::domain::price::{NodePrice, NodeSignals, PriceOverride};
 use crate::domain::signal::{supersedes, Forecast, Observation, Reading};
 use crate::domain::time::Hour;
 use crate::ports::{
-    Added, Backlog, Committed, DispatchLog, NodeState, NodeStore, SignalStore, StoreError, Stored,
+    Added, Backlog, Committed, ControlStore, DispatchLog, NodeState, NodeStore, SignalStore,
+    StoreError, Stored,
 };
 use aws_sdk_dynamodb::types::{
-    AttributeValue as AV, ConditionCheck, Put, TransactWriteItem, Update,
+    AttributeValue as AV, ConditionCheck, Delete, Put, ReturnValue, TransactWriteItem, Update,
 };
 use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, TimeZone, Utc};
@@ -885,6 +889,258 @@ impl DispatchLog for DynamoStore {
             }
         }
         Ok(done)
+    }
+}
+
+/// How many times a control re-reads the job after a concurrent change before giving up.
+const CONTROL_ATTEMPTS: usize = 5;
+
+impl DynamoStore {
+    /// One attempt at a job control: `None` when the job changed between the read and the
+    /// write (the caller reads again).
+    async fn try_control_job(
+        &self,
+        id: &str,
+        action: JobAction,
+        now: Hour,
+        at: DateTime<Utc>,
+    ) -> Result<Option<Result<ControlOutcome, ControlError>>, StoreError> {
+        let Some(item) = self.job_item(id).await? else {
+            return Ok(Some(Err(ControlError::UnknownJob(id.to_string()))));
+        };
+        let seen_status = item.status.clone();
+        let record = item.record()?;
+        let change = match action.change(
+            &record.job,
+            record.status,
+            record.dispatch.as_ref(),
+            record.reason.as_deref(),
+            now,
+        ) {
+            Ok(c) => c,
+            Err(e) => return Ok(Some(Err(e))),
+        };
+        let nodes_t = self.nodes_t()?;
+        let mut sets = vec!["#s = :to", "updated_at = :t", "job = :job"];
+        let mut removes: Vec<&str> = Vec::new();
+        let mut values: Vec<(&str, AV)> = vec![
+            (":to", s(change.to.as_str())),
+            (":from", s(&seen_status)),
+            (":t", n(at.timestamp())),
+            (
+                ":job",
+                s(serde_json::to_string(&change.job).map_err(corrupt)?),
+            ),
+        ];
+        let mut actions = Vec::new();
+        if let Some(d) = &record.dispatch {
+            for (hour, units) in &change.release {
+                let u = Update::builder()
+                    .table_name(nodes_t)
+                    .key("pk", s(node_pk(&d.node_id)))
+                    .key("sk", s(hour_sk(*hour)))
+                    .update_expression("SET #r = #r - :u")
+                    .condition_expression("#r >= :u")
+                    .expression_attribute_names("#r", "reserved")
+                    .expression_attribute_values(":u", n(units))
+                    .build()
+                    .map_err(build_err)?;
+                actions.push(TransactWriteItem::builder().update(u).build());
+            }
+        }
+        match &change.dispatch {
+            DispatchChange::Unchanged => {}
+            DispatchChange::Cut(kept) => {
+                let body = serde_json::to_string(kept).map_err(corrupt)?;
+                sets.extend(["dispatch = :d", "end_hour = :e"]);
+                values.extend([(":d", s(&body)), (":e", n(kept.end().0))]);
+                let u = Update::builder()
+                    .table_name(self.dispatches()?)
+                    .key("job_id", s(id))
+                    .update_expression("SET body = :b, end_hour = :e")
+                    .condition_expression("attribute_exists(job_id)")
+                    .expression_attribute_values(":b", s(body))
+                    .expression_attribute_values(":e", n(kept.end().0))
+                    .build()
+                    .map_err(build_err)?;
+                actions.push(TransactWriteItem::builder().update(u).build());
+            }
+            DispatchChange::Removed => {
+                removes.extend(["dispatch", "end_hour"]);
+                let del = Delete::builder()
+                    .table_name(self.dispatches()?)
+                    .key("job_id", s(id))
+                    .build()
+                    .map_err(build_err)?;
+                actions.push(TransactWriteItem::builder().delete(del).build());
+            }
+        }
+        match &change.reason {
+            Some(r) => {
+                sets.push("reason = :r");
+                values.push((":r", s(r)));
+            }
+            None => removes.push("reason"),
+        }
+        let mut expr = format!("SET {}", sets.join(", "));
+        if !removes.is_empty() {
+            expr.push_str(&format!(" REMOVE {}", removes.join(", ")));
+        }
+        let mut u = Update::builder()
+            .table_name(self.backlog()?)
+            .key("job_id", s(id))
+            .update_expression(expr)
+            .condition_expression("#s = :from")
+            .expression_attribute_names("#s", "status");
+        for (k, v) in values {
+            u = u.expression_attribute_values(k, v);
+        }
+        actions.insert(
+            0,
+            TransactWriteItem::builder()
+                .update(u.build().map_err(build_err)?)
+                .build(),
+        );
+        let res = self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(actions))
+            .send()
+            .await;
+        if let Err(err) = res {
+            use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+            let reasons: Vec<Option<String>> = match err.as_service_error() {
+                Some(TransactWriteItemsError::TransactionCanceledException(c)) => c
+                    .cancellation_reasons()
+                    .iter()
+                    .map(|r| r.code().map(str::to_string))
+                    .collect(),
+                _ => return Err(backend("transact job control", err)),
+            };
+            let failed = reasons
+                .iter()
+                .position(|r| r.as_deref().is_some_and(|c| c != "None"));
+            return match failed {
+                // The job changed since it was read: read it again.
+                Some(0) | None => Ok(None),
+                Some(k) => Err(StoreError::Corrupt(format!(
+                    "job {id}: {action} could not give back its reservation (action {k}: {:?})",
+                    reasons.get(k).cloned().flatten(),
+                    action = action.name()
+                ))),
+            };
+        }
+        Ok(Some(Ok(change.outcome(action))))
+    }
+}
+
+impl ControlStore for DynamoStore {
+    async fn control_job(
+        &self,
+        id: &str,
+        action: JobAction,
+        now: Hour,
+        at: DateTime<Utc>,
+    ) -> Result<Result<ControlOutcome, ControlError>, StoreError> {
+        for _ in 0..CONTROL_ATTEMPTS {
+            if let Some(done) = self.try_control_job(id, action, now, at).await? {
+                return Ok(done);
+            }
+        }
+        Err(StoreError::Backend(format!(
+            "job {id}: it kept changing while {} was applied ({CONTROL_ATTEMPTS} attempts)",
+            action.name()
+        )))
+    }
+
+    async fn set_drained(&self, node_id: &str, drained: bool) -> Result<bool, StoreError> {
+        DynamoStore::set_drained(self, node_id, drained).await
+    }
+
+    async fn add_price_override(&self, o: &PriceOverride) -> Result<i64, StoreError> {
+        let table = self.nodes_t()?;
+        let out = self
+            .client
+            .update_item()
+            .table_name(table)
+            .key("pk", s("counters"))
+            .key("sk", s("override"))
+            .update_expression("ADD #n :one")
+            .expression_attribute_names("#n", "n")
+            .expression_attribute_values(":one", n(1))
+            .return_values(ReturnValue::UpdatedNew)
+            .send()
+            .await
+            .map_err(|e| backend("next override id", e))?;
+        let id: i64 = out
+            .attributes()
+            .and_then(|a| num(a, "n"))
+            .ok_or_else(|| corrupt("override counter without a value"))?;
+        self.client
+            .put_item()
+            .table_name(table)
+            .item("pk", s("overrides"))
+            .item("sk", s(format!("{id:020}")))
+            .item("id", n(id))
+            .item("node_id", s(&o.node_id))
+            .item("from_hour", n(o.from.0))
+            .item("to_hour", n(o.to.0))
+            .item("usd_per_mwh", n(o.usd_per_mwh))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await
+            .map_err(|e| backend("put override", e))?;
+        Ok(id)
+    }
+
+    async fn remove_price_override(&self, id: i64) -> Result<bool, StoreError> {
+        let res = self
+            .client
+            .delete_item()
+            .table_name(self.nodes_t()?)
+            .key("pk", s("overrides"))
+            .key("sk", s(format!("{id:020}")))
+            .condition_expression("attribute_exists(pk)")
+            .send()
+            .await;
+        applied("delete override", res)
+    }
+
+    async fn price_overrides(&self) -> Result<Vec<PriceOverride>, StoreError> {
+        let items = self
+            .query_all(self.nodes_t()?, "pk", "overrides", None)
+            .await?;
+        items
+            .iter()
+            .map(|i| {
+                let field = |k: &str| corrupt(format!("override item without {k}"));
+                Ok(PriceOverride {
+                    id: num(i, "id").ok_or_else(|| field("id"))?,
+                    node_id: text(i, "node_id")
+                        .ok_or_else(|| field("node_id"))?
+                        .to_string(),
+                    from: Hour(num(i, "from_hour").ok_or_else(|| field("from_hour"))?),
+                    to: Hour(num(i, "to_hour").ok_or_else(|| field("to_hour"))?),
+                    usd_per_mwh: num(i, "usd_per_mwh").ok_or_else(|| field("usd_per_mwh"))?,
+                })
+            })
+            .collect()
+    }
+
+    async fn node_prices(
+        &self,
+        node_id: &str,
+        from: Hour,
+        to: Hour,
+    ) -> Result<Vec<NodePrice>, StoreError> {
+        let mut hours: Vec<(Hour, NodePrice)> = self
+            .hour_items(node_id, from, to)
+            .await?
+            .into_iter()
+            .filter_map(|(h, i)| i.price.map(|p| (h, p)))
+            .collect();
+        hours.sort_by_key(|(h, _)| *h);
+        Ok(hours.into_iter().map(|(_, p)| p).collect())
     }
 }
 

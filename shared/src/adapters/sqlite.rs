@@ -4,14 +4,17 @@
 //! must be atomic runs in a `BEGIN IMMEDIATE` transaction, so two planners cannot both
 //! take the last units of a slot.
 
-use crate::domain::dispatch::{ControlError, Dispatch, JobAction, JobRecord, JobStatus};
+use crate::domain::dispatch::{
+    ControlError, ControlOutcome, Dispatch, DispatchChange, JobAction, JobRecord, JobStatus,
+};
 use crate::domain::job::{Job, JobId};
 use crate::domain::node::Node;
 use crate::domain::price::{NodePrice, NodeSignals, PriceOverride};
 use crate::domain::signal::{supersedes, Forecast, Observation, Reading, SignalKind};
 use crate::domain::time::Hour;
 use crate::ports::{
-    Added, Backlog, Committed, DispatchLog, NodeState, NodeStore, SignalStore, StoreError, Stored,
+    Added, Backlog, Committed, ControlStore, DispatchLog, NodeState, NodeStore, SignalStore,
+    StoreError, Stored,
 };
 use chrono::{DateTime, TimeZone, Utc};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
@@ -117,18 +120,6 @@ DROP TABLE jobs;
 ALTER TABLE jobs_new RENAME TO jobs;
 CREATE INDEX IF NOT EXISTS jobs_by_status ON jobs (status, seq);
 "#;
-
-/// What an operator's action on a job did.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct ControlOutcome {
-    pub job_id: String,
-    pub action: &'static str,
-    pub from: JobStatus,
-    pub to: JobStatus,
-    /// Unit-hours of reserved capacity given back (cancel or complete of a dispatched job).
-    pub freed_unit_hours: u64,
-    pub priority: u8,
-}
 
 /// The embedded store. One connection; open several for concurrent planners.
 pub struct SqliteStore {
@@ -302,89 +293,59 @@ impl SqliteStore {
     ) -> Result<Result<ControlOutcome, ControlError>, StoreError> {
         self.with(|c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(backend)?;
-            let row: Option<(String, String, Option<String>)> = tx
+            let row: Option<(String, String, Option<String>, Option<String>)> = tx
                 .query_row(
-                    "SELECT j.body, j.status, d.body FROM jobs j LEFT JOIN dispatches d ON d.job_id = j.id WHERE j.id = ?1",
+                    "SELECT j.body, j.status, d.body, j.reason FROM jobs j LEFT JOIN dispatches d ON d.job_id = j.id WHERE j.id = ?1",
                     [id],
-                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
                 )
                 .optional()
                 .map_err(backend)?;
-            let Some((body, status, dispatch)) = row else {
+            let Some((body, status, dispatch, reason)) = row else {
                 return Ok(Err(ControlError::UnknownJob(id.to_string())));
             };
-            let mut job: Job = from_json(&body)?;
+            let job: Job = from_json(&body)?;
             let from: JobStatus = status.parse().map_err(corrupt)?;
-            let to = match action.next_status(&job.id, from) {
-                Ok(to) => to,
+            let dispatch: Option<Dispatch> = dispatch.as_deref().map(from_json).transpose()?;
+            let change = match action.change(&job, from, dispatch.as_ref(), reason.as_deref(), now) {
+                Ok(c) => c,
                 Err(e) => return Ok(Err(e)),
             };
-            let dispatch: Option<Dispatch> = dispatch.as_deref().map(from_json).transpose()?;
-            let mut freed = 0u64;
-            let mut reason: Option<String> = None;
-            let mut release = |d: &Dispatch, keep: &Dispatch| -> Result<(), StoreError> {
-                for (hour, units) in d.reservations().skip(keep.slots as usize) {
+            if let Some(d) = &dispatch {
+                for (hour, units) in &change.release {
                     tx.execute(
                         "UPDATE reservations SET units = units - ?3 WHERE node_id = ?1 AND hour = ?2",
                         params![d.node_id, hour.0, units],
                     )
                     .map_err(backend)?;
-                    freed += u64::from(units);
                 }
                 tx.execute(
                     "DELETE FROM reservations WHERE node_id = ?1 AND units = 0",
                     [&d.node_id],
                 )
                 .map_err(backend)?;
-                Ok(())
-            };
-            match (action, &dispatch) {
-                (JobAction::Complete, Some(d)) => {
-                    let kept = d.cut_at(&job, now);
-                    release(d, &kept)?;
+            }
+            match &change.dispatch {
+                DispatchChange::Unchanged => {}
+                DispatchChange::Cut(kept) => {
                     tx.execute(
                         "UPDATE dispatches SET end_hour = ?2, body = ?3 WHERE job_id = ?1",
-                        params![id, kept.end().0, to_json(&kept)?],
+                        params![id, kept.end().0, to_json(kept)?],
                     )
                     .map_err(backend)?;
                 }
-                (JobAction::Cancel, Some(d)) => {
-                    let none = Dispatch { slots: 0, ..d.clone() };
-                    release(d, &none)?;
+                DispatchChange::Removed => {
                     tx.execute("DELETE FROM dispatches WHERE job_id = ?1", [id])
                         .map_err(backend)?;
-                    let ran = d.cut_at(&job, now).slots;
-                    reason = Some(format!(
-                        "cancelled by operator while dispatched to {} from {} ({ran} of {} hours run)",
-                        d.node_id, d.start, d.slots
-                    ));
                 }
-                (JobAction::Cancel, None) => reason = Some("cancelled by operator".into()),
-                (JobAction::Hold, _) => reason = Some("held by operator".into()),
-                (JobAction::Priority(p), _) => {
-                    job.priority = p;
-                    tx.execute("UPDATE jobs SET body = ?2 WHERE id = ?1", params![id, to_json(&job)?])
-                        .map_err(backend)?;
-                    reason = tx
-                        .query_row("SELECT reason FROM jobs WHERE id = ?1", [id], |r| r.get(0))
-                        .map_err(backend)?;
-                }
-                _ => {}
             }
             tx.execute(
-                "UPDATE jobs SET status = ?2, reason = ?3, updated_at = ?4 WHERE id = ?1",
-                params![id, to.as_str(), reason, ts(at)],
+                "UPDATE jobs SET status = ?2, reason = ?3, updated_at = ?4, body = ?5 WHERE id = ?1",
+                params![id, change.to.as_str(), change.reason, ts(at), to_json(&change.job)?],
             )
             .map_err(backend)?;
             tx.commit().map_err(backend)?;
-            Ok(Ok(ControlOutcome {
-                job_id: id.to_string(),
-                action: action.name(),
-                from,
-                to,
-                freed_unit_hours: freed,
-                priority: job.priority.get(),
-            }))
+            Ok(Ok(change.outcome(action)))
         })
     }
 
@@ -864,12 +825,46 @@ impl DispatchLog for SqliteStore {
     }
 }
 
+/// The generic face of the controls above (inherent methods, called directly by the local
+/// pipeline, take precedence on a concrete `SqliteStore`).
+impl ControlStore for SqliteStore {
+    async fn control_job(
+        &self,
+        id: &str,
+        action: JobAction,
+        now: Hour,
+        at: DateTime<Utc>,
+    ) -> Result<Result<ControlOutcome, ControlError>, StoreError> {
+        SqliteStore::control_job(self, id, action, now, at)
+    }
+    async fn set_drained(&self, node_id: &str, drained: bool) -> Result<bool, StoreError> {
+        SqliteStore::set_drained(self, node_id, drained)
+    }
+    async fn add_price_override(&self, o: &PriceOverride) -> Result<i64, StoreError> {
+        SqliteStore::add_price_override(self, o)
+    }
+    async fn remove_price_override(&self, id: i64) -> Result<bool, StoreError> {
+        SqliteStore::remove_price_override(self, id)
+    }
+    async fn price_overrides(&self) -> Result<Vec<PriceOverride>, StoreError> {
+        SqliteStore::price_overrides(self)
+    }
+    async fn node_prices(
+        &self,
+        node_id: &str,
+        from: Hour,
+        to: Hour,
+    ) -> Result<Vec<NodePrice>, StoreError> {
+        SqliteStore::node_prices(self, node_id, from, to)
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::domain::node::default_fleet;
-    use crate::domain::price::{price_hour, Basis, HourInputs};
+    use crate::domain::price::mild_prices;
     use crate::domain::signal::Rejection;
 
     fn job(id: &str, units: u32) -> Job {
@@ -903,23 +898,7 @@ mod tests {
         let mut node = default_fleet(1).remove(0);
         node.capacity_units = capacity;
         store.put_node(&node).await.unwrap();
-        let prices: Vec<NodePrice> = (0..4)
-            .map(|k| {
-                price_hour(
-                    &node,
-                    h.plus(k),
-                    HourInputs {
-                        temp_c: 10.0,
-                        rh_pct: Some(50.0),
-                        usd_per_mwh: 40.0,
-                        weather_ts: h.start(),
-                        price_ts: h.start(),
-                        basis: Basis::Forecast,
-                        stale: false,
-                    },
-                )
-            })
-            .collect();
+        let prices = mild_prices(&node, h, 4);
         store
             .put_prices(&node.id, h, h.plus(4), &prices)
             .await

@@ -1,16 +1,15 @@
-//! Operators' manual control of the local pipeline: hold, release, cancel, complete and
-//! reprioritise jobs; drain and undrain nodes; what-if energy prices for a window.
+//! Operators' manual control of the pipeline (local or AWS): hold, release, cancel, complete
+//! and reprioritise jobs; drain and undrain nodes; what-if energy prices for a window.
 //!
 //! Each request is checked first and refused with an error naming what was wrong; the
 //! store applies it in one transaction.
 
-use crate::adapters::sqlite::{ControlOutcome, SqliteStore};
-use crate::domain::dispatch::{ControlError, JobAction};
+use crate::domain::dispatch::{ControlError, ControlOutcome, JobAction};
 use crate::domain::job::Priority;
 use crate::domain::node::Node;
 use crate::domain::price::{apply_overrides, PriceOverride};
 use crate::domain::time::Hour;
-use crate::ports::{NodeStore, StoreError};
+use crate::ports::{ControlStore, NodeStore, StoreError};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
@@ -51,13 +50,15 @@ pub fn parse_action(name: &str, priority: Option<i64>) -> Result<JobAction, Cont
 }
 
 /// Applies `action` to job `id` at simulated time `now`.
-pub fn control_job(
-    store: &SqliteStore,
+pub async fn control_job<S: ControlStore>(
+    store: &S,
     id: &str,
     action: JobAction,
     now: DateTime<Utc>,
 ) -> Result<ControlOutcome, ControlFailure> {
-    Ok(store.control_job(id, action, Hour::containing(now), now)??)
+    Ok(store
+        .control_job(id, action, Hour::containing(now), now)
+        .await??)
 }
 
 /// What draining or undraining did.
@@ -70,8 +71,8 @@ pub struct DrainOutcome {
 }
 
 /// Drains (no new dispatches; running work carries on) or undrains a node.
-pub async fn set_drained(
-    store: &SqliteStore,
+pub async fn set_drained<S: ControlStore + NodeStore>(
+    store: &S,
     node_id: &str,
     drained: bool,
 ) -> Result<DrainOutcome, ControlFailure> {
@@ -81,7 +82,7 @@ pub async fn set_drained(
         .into_iter()
         .find(|s| s.node.id == node_id)
         .ok_or_else(|| ControlError::UnknownNode(node_id.to_string()))?;
-    store.set_drained(node_id, drained)?;
+    ControlStore::set_drained(store, node_id, drained).await?;
     Ok(DrainOutcome {
         node_id: node_id.to_string(),
         drained,
@@ -90,7 +91,7 @@ pub async fn set_drained(
 }
 
 /// Adds or updates a node after checking its definition.
-pub async fn put_node(store: &SqliteStore, node: &Node) -> Result<(), ControlFailure> {
+pub async fn put_node<S: NodeStore>(store: &S, node: &Node) -> Result<(), ControlFailure> {
     node.validate()
         .map_err(|e| ControlError::Invalid(e.to_string()))?;
     store.put_node(node).await?;
@@ -99,8 +100,8 @@ pub async fn put_node(store: &SqliteStore, node: &Node) -> Result<(), ControlFai
 
 /// Re-applies every stored override to the stored prices of `node` for hours in
 /// [from, to) (only hours from `now` on: history stays as it was).
-async fn reapply(
-    store: &SqliteStore,
+async fn reapply<S: ControlStore + NodeStore>(
+    store: &S,
     node: &Node,
     from: Hour,
     to: Hour,
@@ -110,15 +111,15 @@ async fn reapply(
     if to <= from {
         return Ok(());
     }
-    let overrides = store.price_overrides()?;
-    let stored = store.node_prices(&node.id, from, to)?;
+    let overrides = ControlStore::price_overrides(store).await?;
+    let stored = ControlStore::node_prices(store, &node.id, from, to).await?;
     let curve = apply_overrides(node, &stored, &overrides);
     // put_prices replaces the window with exactly the given hours, so an hour without a
     // price stays without one.
     store.put_prices(&node.id, from, to, &curve).await
 }
 
-async fn node_of(store: &SqliteStore, node_id: &str) -> Result<Node, ControlFailure> {
+async fn node_of<S: NodeStore>(store: &S, node_id: &str) -> Result<Node, ControlFailure> {
     Ok(store
         .nodes()
         .await?
@@ -130,31 +131,31 @@ async fn node_of(store: &SqliteStore, node_id: &str) -> Result<Node, ControlFail
 
 /// Stores a what-if energy price for a node and window and reprices the stored hours it
 /// covers at once (the pipeline keeps applying it on every later repricing).
-pub async fn add_price_override(
-    store: &SqliteStore,
+pub async fn add_price_override<S: ControlStore + NodeStore>(
+    store: &S,
     mut o: PriceOverride,
     now: DateTime<Utc>,
 ) -> Result<PriceOverride, ControlFailure> {
     o.validate().map_err(ControlError::Invalid)?;
     let node = node_of(store, &o.node_id).await?;
-    o.id = store.add_price_override(&o)?;
+    o.id = ControlStore::add_price_override(store, &o).await?;
     reapply(store, &node, o.from, o.to, now).await?;
     Ok(o)
 }
 
 /// Removes a what-if override; the hours it covered go back to the market price (or to
 /// an older override that still covers them).
-pub async fn remove_price_override(
-    store: &SqliteStore,
+pub async fn remove_price_override<S: ControlStore + NodeStore>(
+    store: &S,
     id: i64,
     now: DateTime<Utc>,
 ) -> Result<PriceOverride, ControlFailure> {
-    let o = store
-        .price_overrides()?
+    let o = ControlStore::price_overrides(store)
+        .await?
         .into_iter()
         .find(|o| o.id == id)
         .ok_or_else(|| ControlError::Invalid(format!("unknown price override {id}")))?;
-    store.remove_price_override(id)?;
+    ControlStore::remove_price_override(store, id).await?;
     if let Ok(node) = node_of(store, &o.node_id).await {
         reapply(store, &node, o.from, o.to, now).await?;
     }
@@ -165,10 +166,11 @@ pub async fn remove_price_override(
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use crate::adapters::sqlite::SqliteStore;
     use crate::domain::dispatch::{Dispatch, JobStatus};
     use crate::domain::job::{Job, JobId};
     use crate::domain::node::default_fleet;
-    use crate::domain::price::{price_hour, Basis, HourInputs, NodePrice};
+    use crate::domain::price::mild_prices;
     use crate::ports::{Backlog, Committed, DispatchLog};
 
     fn job(id: &str, units: u32, chr: u32) -> Job {
@@ -182,23 +184,7 @@ mod tests {
         let store = SqliteStore::in_memory().unwrap();
         let node = default_fleet(1).remove(0);
         store.put_node(&node).await.unwrap();
-        let prices: Vec<NodePrice> = (0..6)
-            .map(|k| {
-                price_hour(
-                    &node,
-                    h.plus(k),
-                    HourInputs {
-                        temp_c: 10.0,
-                        rh_pct: Some(50.0),
-                        usd_per_mwh: 40.0,
-                        weather_ts: h.start(),
-                        price_ts: h.start(),
-                        basis: Basis::Forecast,
-                        stale: false,
-                    },
-                )
-            })
-            .collect();
+        let prices = mild_prices(&node, h, 6);
         store
             .put_prices(&node.id, h, h.plus(6), &prices)
             .await
@@ -239,7 +225,9 @@ mod tests {
         let h = Hour(500_000);
         let (store, _) = world(h).await;
         store.add(&job("a", 1, 2), h.start()).await.unwrap();
-        let held = control_job(&store, "a", JobAction::Hold, h.start()).unwrap();
+        let held = control_job(&store, "a", JobAction::Hold, h.start())
+            .await
+            .unwrap();
         assert_eq!((held.from, held.to), (JobStatus::Pending, JobStatus::Held));
         assert!(store
             .jobs_with_status(JobStatus::Pending)
@@ -247,14 +235,26 @@ mod tests {
             .unwrap()
             .is_empty());
         let p = parse_action("priority", Some(1)).unwrap();
-        assert_eq!(control_job(&store, "a", p, h.start()).unwrap().priority, 1);
-        let again = control_job(&store, "a", JobAction::Hold, h.start()).unwrap_err();
+        assert_eq!(
+            control_job(&store, "a", p, h.start())
+                .await
+                .unwrap()
+                .priority,
+            1
+        );
+        let again = control_job(&store, "a", JobAction::Hold, h.start())
+            .await
+            .unwrap_err();
         assert!(again.to_string().contains("it is held"), "{again}");
-        control_job(&store, "a", JobAction::Release, h.start()).unwrap();
+        control_job(&store, "a", JobAction::Release, h.start())
+            .await
+            .unwrap();
         let r = &store.jobs_with_status(JobStatus::Pending).await.unwrap()[0];
         assert_eq!(r.job.priority.get(), 1);
         assert_eq!(r.reason, None);
-        let unknown = control_job(&store, "zz", JobAction::Hold, h.start()).unwrap_err();
+        let unknown = control_job(&store, "zz", JobAction::Hold, h.start())
+            .await
+            .unwrap_err();
         assert_eq!(unknown.to_string(), "unknown job `zz`");
         assert!(parse_action("priority", Some(10))
             .unwrap_err()
@@ -278,7 +278,9 @@ mod tests {
             vec![(h.0, 4), (h.0 + 1, 4), (h.0 + 2, 4), (h.0 + 3, 4)]
         );
         // Two hours in, a is done: hours h+2 and h+3 are given back.
-        let done = control_job(&store, "a", JobAction::Complete, h.plus(2).start()).unwrap();
+        let done = control_job(&store, "a", JobAction::Complete, h.plus(2).start())
+            .await
+            .unwrap();
         assert_eq!(done.freed_unit_hours, 4);
         assert_eq!(
             reserved(&store),
@@ -287,7 +289,9 @@ mod tests {
         let a = store.jobs_with_status(JobStatus::Completed).await.unwrap();
         assert_eq!(a[0].dispatch.as_ref().unwrap().slots, 2);
         // b is cancelled after one hour: its record goes, and every unit it held.
-        let c = control_job(&store, "b", JobAction::Cancel, h.plus(1).start()).unwrap();
+        let c = control_job(&store, "b", JobAction::Cancel, h.plus(1).start())
+            .await
+            .unwrap();
         assert_eq!(c.freed_unit_hours, 8);
         assert_eq!(reserved(&store), vec![(h.0, 2), (h.0 + 1, 2)]);
         let b = &store.jobs_with_status(JobStatus::Cancelled).await.unwrap()[0];
@@ -297,7 +301,9 @@ mod tests {
             "{:?}",
             b.reason
         );
-        let twice = control_job(&store, "b", JobAction::Complete, h.start()).unwrap_err();
+        let twice = control_job(&store, "b", JobAction::Complete, h.start())
+            .await
+            .unwrap_err();
         assert!(twice.to_string().contains("it is cancelled"), "{twice}");
     }
 

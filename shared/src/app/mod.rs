@@ -9,3 +9,4 @@ pub mod ingest_jobs;
 pub mod plan_dispatch;
 pub mod price_nodes;
 pub mod summary;
+pub mod view;

@@ -176,6 +176,97 @@ impl JobAction {
     }
 }
 
+/// What an operator's action does to one job, decided before any store writes: the store
+/// applies it in one transaction, conditioned on the job still being in `from`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ControlChange {
+    pub from: JobStatus,
+    pub to: JobStatus,
+    /// The job afterwards (with its new priority).
+    pub job: Job,
+    /// The job's reason afterwards.
+    pub reason: Option<String>,
+    pub dispatch: DispatchChange,
+    /// Reservations given back as (hour, units), on the dispatch's node.
+    pub release: Vec<(Hour, u32)>,
+}
+
+/// What becomes of a job's dispatch record.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DispatchChange {
+    Unchanged,
+    /// Completed early: only the slots that ran stay.
+    Cut(Dispatch),
+    /// Cancelled: the record goes.
+    Removed,
+}
+
+impl ControlChange {
+    /// Unit-hours of capacity the change gives back.
+    pub fn freed_unit_hours(&self) -> u64 {
+        self.release.iter().map(|(_, u)| u64::from(*u)).sum()
+    }
+
+    /// What the action did, as the API reports it.
+    pub fn outcome(&self, action: JobAction) -> ControlOutcome {
+        ControlOutcome {
+            job_id: self.job.id.to_string(),
+            action: action.name(),
+            from: self.from,
+            to: self.to,
+            freed_unit_hours: self.freed_unit_hours(),
+            priority: self.job.priority.get(),
+        }
+    }
+}
+
+impl JobAction {
+    /// The change this action makes to `job` (in `from`, with its dispatch and reason) at
+    /// hour `now`, or why it is refused.
+    pub fn change(
+        self,
+        job: &Job,
+        from: JobStatus,
+        dispatch: Option<&Dispatch>,
+        reason: Option<&str>,
+        now: Hour,
+    ) -> Result<ControlChange, ControlError> {
+        let to = self.next_status(&job.id, from)?;
+        let mut change = ControlChange {
+            from,
+            to,
+            job: job.clone(),
+            reason: None,
+            dispatch: DispatchChange::Unchanged,
+            release: Vec::new(),
+        };
+        match (self, dispatch) {
+            (JobAction::Complete, Some(d)) => {
+                let kept = d.cut_at(job, now);
+                change.release = d.reservations().skip(kept.slots as usize).collect();
+                change.dispatch = DispatchChange::Cut(kept);
+            }
+            (JobAction::Cancel, Some(d)) => {
+                change.release = d.reservations().collect();
+                change.dispatch = DispatchChange::Removed;
+                let ran = d.cut_at(job, now).slots;
+                change.reason = Some(format!(
+                    "cancelled by operator while dispatched to {} from {} ({ran} of {} hours run)",
+                    d.node_id, d.start, d.slots
+                ));
+            }
+            (JobAction::Cancel, None) => change.reason = Some("cancelled by operator".into()),
+            (JobAction::Hold, _) => change.reason = Some("held by operator".into()),
+            (JobAction::Priority(p), _) => {
+                change.job.priority = p;
+                change.reason = reason.map(str::to_string);
+            }
+            _ => {}
+        }
+        Ok(change)
+    }
+}
+
 /// Why an operator's request was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ControlError {
@@ -209,6 +300,18 @@ pub struct JobRecord {
     pub dispatch: Option<Dispatch>,
 }
 
+/// What an operator's action on a job did.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ControlOutcome {
+    pub job_id: String,
+    pub action: &'static str,
+    pub from: JobStatus,
+    pub to: JobStatus,
+    /// Unit-hours of reserved capacity given back (cancel or complete of a dispatched job).
+    pub freed_unit_hours: u64,
+    pub priority: u8,
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -225,6 +328,69 @@ mod tests {
 
     fn id(s: &str) -> JobId {
         JobId::try_from(s.to_string()).unwrap()
+    }
+
+    #[test]
+    fn a_control_change_gives_back_exactly_the_hours_not_yet_run() {
+        let job = Job::parse_line(
+            r#"{"id":"c1","priority":4,"compute_hours":8,"units":2,"deadline":"2030-01-01T00:00:00Z"}"#,
+        )
+        .unwrap();
+        let h = Hour(1_000);
+        let d = Dispatch {
+            job_id: job.id.clone(),
+            node_id: "fra1".into(),
+            start: h,
+            slots: 4,
+            units: 2,
+            planned_cost_usd: 4.0,
+            strategy: "optimized".into(),
+            decided_at: h.start(),
+            runner_up: None,
+        };
+        // Completed after one hour of four: three hours of 2 units back, one kept.
+        let done = JobAction::Complete
+            .change(&job, JobStatus::Dispatched, Some(&d), Some("x"), h.plus(1))
+            .unwrap();
+        assert_eq!(done.to, JobStatus::Completed);
+        assert_eq!(
+            done.release,
+            vec![(h.plus(1), 2), (h.plus(2), 2), (h.plus(3), 2)]
+        );
+        assert_eq!(done.freed_unit_hours(), 6);
+        let DispatchChange::Cut(kept) = &done.dispatch else {
+            panic!("{:?}", done.dispatch)
+        };
+        assert_eq!((kept.slots, kept.planned_cost_usd), (1, 1.0));
+        assert_eq!(done.reason, None);
+        // Cancelled at the same hour: everything back, the record gone, the reason says where.
+        let gone = JobAction::Cancel
+            .change(&job, JobStatus::Dispatched, Some(&d), None, h.plus(1))
+            .unwrap();
+        assert_eq!(gone.freed_unit_hours(), 8);
+        assert_eq!(gone.dispatch, DispatchChange::Removed);
+        assert_eq!(
+            gone.reason.unwrap(),
+            format!("cancelled by operator while dispatched to fra1 from {h} (1 of 4 hours run)")
+        );
+        // A new priority keeps the reason; a hold gives its own; neither touches capacity.
+        let p = Priority::try_from(1).unwrap();
+        let re = JobAction::Priority(p)
+            .change(&job, JobStatus::Pending, None, Some("waiting"), h)
+            .unwrap();
+        assert_eq!(
+            (re.job.priority, re.reason.as_deref()),
+            (p, Some("waiting"))
+        );
+        assert_eq!(re.outcome(JobAction::Priority(p)).priority, 1);
+        let held = JobAction::Hold
+            .change(&job, JobStatus::Pending, None, None, h)
+            .unwrap();
+        assert_eq!((held.to, held.freed_unit_hours()), (JobStatus::Held, 0));
+        assert_eq!(held.reason.as_deref(), Some("held by operator"));
+        assert!(JobAction::Complete
+            .change(&job, JobStatus::Pending, None, None, h)
+            .is_err());
     }
 
     #[test]

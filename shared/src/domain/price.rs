@@ -286,6 +286,29 @@ pub fn price_curve(
     out
 }
 
+/// Test fixture: `hours` hours of `node` from `from`, priced from mild weather (10 °C, 50 %)
+/// and 40 USD/MWh as fresh forecasts.
+#[cfg(test)]
+pub(crate) fn mild_prices(node: &Node, from: Hour, hours: i64) -> Vec<NodePrice> {
+    (0..hours)
+        .map(|k| {
+            price_hour(
+                node,
+                from.plus(k),
+                HourInputs {
+                    temp_c: 10.0,
+                    rh_pct: Some(50.0),
+                    usd_per_mwh: 40.0,
+                    weather_ts: from.start(),
+                    price_ts: from.start(),
+                    basis: Basis::Forecast,
+                    stale: false,
+                },
+            )
+        })
+        .collect()
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

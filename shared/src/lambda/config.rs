@@ -22,6 +22,9 @@ pub const HTTP_RETRIES: &str = "GRD_HTTP_RETRIES";
 /// Name of the SSM SecureString holding the Open-Meteo API key (commercial host); empty
 /// for none. The key itself never sits in the environment.
 pub const OPEN_METEO_API_KEY_PARAMETER: &str = "GRD_OPEN_METEO_API_KEY_PARAMETER";
+/// Name of the SSM SecureString holding the dashboard's token; empty when the Function URL
+/// is IAM-authenticated instead.
+pub const DASHBOARD_TOKEN_PARAMETER: &str = "GRD_DASHBOARD_TOKEN_PARAMETER";
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ConfigError {
@@ -224,6 +227,35 @@ impl DispatchConfig {
             nodes_table: env.required(NODES_TABLE)?,
             strategy,
             horizon: env.horizon()?,
+        })
+    }
+}
+
+/// The dashboard function: the operator page and API over the stack's tables.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DashboardConfig {
+    pub nodes_table: String,
+    pub backlog_table: String,
+    pub dispatches_table: String,
+    /// SSM SecureString with the token every API call must carry; `None`: the Function
+    /// URL itself is IAM-authenticated.
+    pub token_parameter: Option<String>,
+}
+
+impl DashboardConfig {
+    pub const VARS: &'static [&'static str] = &[
+        NODES_TABLE,
+        BACKLOG_TABLE,
+        DISPATCHES_TABLE,
+        DASHBOARD_TOKEN_PARAMETER,
+    ];
+
+    pub fn from_env(env: &Env) -> Result<DashboardConfig, ConfigError> {
+        Ok(DashboardConfig {
+            nodes_table: env.required(NODES_TABLE)?,
+            backlog_table: env.required(BACKLOG_TABLE)?,
+            dispatches_table: env.required(DISPATCHES_TABLE)?,
+            token_parameter: env.required(DASHBOARD_TOKEN_PARAMETER).ok(),
         })
     }
 }

@@ -61,25 +61,8 @@ pub async fn load_api_key(
     let (SignalKind::Weather, Some(name)) = (kind, config.open_meteo_key_parameter.clone()) else {
         return Ok(());
     };
-    let out = ssm
-        .get_parameter()
-        .name(&name)
-        .with_decryption(true)
-        .send()
-        .await
-        .map_err(|e| {
-            format!(
-                "reading the Open-Meteo API key from SSM parameter {name}: {}",
-                aws_sdk_ssm::error::DisplayErrorContext(&e)
-            )
-        })?;
-    let value = out
-        .parameter()
-        .and_then(|p| p.value())
-        .map(str::trim)
-        .filter(|v| !v.is_empty())
-        .ok_or_else(|| format!("SSM parameter {name} holds no API key"))?;
-    config.live.open_meteo_api_key = Some(value.to_string());
+    let value = super::secure_parameter(ssm, &name, "the Open-Meteo API key").await?;
+    config.live.open_meteo_api_key = Some(value);
     Ok(())
 }
 
@@ -117,4 +100,39 @@ pub async fn handle<S: SignalStore + NodeStore>(
         ("FetchErrors", report.failed() as f64),
     ]);
     Ok(report)
+}
+
+/// A fetch function's whole life: configuration from the environment, SDK clients and
+/// sources built once, then one [`handle`] per scheduled invocation. `kind` says which
+/// function this is (fetch-weather or fetch-prices).
+pub async fn serve(kind: SignalKind) -> Result<(), lambda_runtime::Error> {
+    use crate::adapters::dynamodb::{DynamoStore, Tables};
+    use lambda_runtime::{service_fn, LambdaEvent};
+    let mut config = FetchConfig::from_env(&super::config::Env::from_process())?;
+    let sdk = crate::aws::sdk_config().await;
+    load_api_key(&mut config, kind, &aws_sdk_ssm::Client::new(&sdk)).await?;
+    let tables = Tables {
+        signals: Some(config.signals_table.clone()),
+        nodes: Some(config.nodes_table.clone()),
+        ..Tables::default()
+    };
+    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), tables);
+    let s3 = crate::aws::s3_client(&sdk);
+    let archive = S3Archive::new(s3.clone(), config.raw_bucket.clone());
+    let sources = sources(&config, kind, &s3)?;
+    lambda_runtime::run(service_fn(|event: LambdaEvent<serde_json::Value>| {
+        let (store, archive, sources) = (&store, &archive, &sources);
+        async move {
+            let report = handle(
+                store,
+                archive,
+                sources,
+                Utc::now(),
+                super::cutoff(&event.context),
+            )
+            .await?;
+            Ok::<_, lambda_runtime::Error>(serde_json::to_value(report)?)
+        }
+    }))
+    .await
 }

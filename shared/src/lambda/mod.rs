@@ -2,6 +2,8 @@
 //! Each function's `main.rs` only wires these to its clients and `lambda_runtime::run`.
 
 pub mod config;
+#[cfg(feature = "dashboard")]
+pub mod dashboard;
 pub mod dispatch_jobs;
 pub mod fetch;
 pub mod metrics;
@@ -21,6 +23,33 @@ pub fn cutoff(ctx: &lambda_runtime::Context) -> Instant {
         .duration_since(SystemTime::now())
         .unwrap_or(Duration::ZERO);
     Instant::now() + left.saturating_sub(SAFETY_MARGIN.min(left / 4))
+}
+
+/// The value of an SSM SecureString parameter (decrypted, trimmed), read at start-up;
+/// `what` names it in the error.
+pub async fn secure_parameter(
+    ssm: &aws_sdk_ssm::Client,
+    name: &str,
+    what: &str,
+) -> Result<String, String> {
+    let out = ssm
+        .get_parameter()
+        .name(name)
+        .with_decryption(true)
+        .send()
+        .await
+        .map_err(|e| {
+            format!(
+                "reading {what} from SSM parameter {name}: {}",
+                aws_sdk_ssm::error::DisplayErrorContext(&e)
+            )
+        })?;
+    out.parameter()
+        .and_then(|p| p.value())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .map(str::to_string)
+        .ok_or_else(|| format!("SSM parameter {name} holds no value for {what}"))
 }
 
 #[cfg(test)]

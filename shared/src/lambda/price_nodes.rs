@@ -1,8 +1,8 @@
 //! price-nodes: the signals table's stream in, the changed nodes repriced.
 
 use super::metrics;
-use crate::app::price_nodes::price_nodes;
-use crate::ports::{NodeStore, SignalStore};
+use crate::app::price_nodes::price_nodes_with_overrides;
+use crate::ports::{ControlStore, NodeStore, SignalStore};
 use aws_lambda_events::event::dynamodb::Event;
 use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
 use chrono::{DateTime, Utc};
@@ -20,7 +20,7 @@ fn node_of(record: &aws_lambda_events::event::dynamodb::EventRecord) -> Option<S
 /// Reprices each node named by the batch once, in record order. On the first failure it
 /// stops and reports that record's sequence number: Lambda retries from there, and the
 /// records before it are done.
-pub async fn handle<S: SignalStore + NodeStore>(
+pub async fn handle<S: SignalStore + NodeStore + ControlStore>(
     store: &S,
     event: Event,
     horizon: u32,
@@ -33,7 +33,11 @@ pub async fn handle<S: SignalStore + NodeStore>(
         f.item_identifier = seq;
         f
     };
-    let nodes = match store.nodes().await {
+    // Operators' what-if prices stay applied on every repricing.
+    let read = async {
+        Ok::<_, crate::ports::StoreError>((store.nodes().await?, store.price_overrides().await?))
+    };
+    let (nodes, overrides) = match read.await {
         Ok(n) => n,
         Err(e) => {
             tracing::error!(error = %e, "cannot read nodes; retrying the batch");
@@ -67,7 +71,14 @@ pub async fn handle<S: SignalStore + NodeStore>(
             done.insert(node_id);
             continue;
         };
-        match price_nodes(store, std::slice::from_ref(&state.node), now, horizon).await {
+        let priced = price_nodes_with_overrides(
+            store,
+            std::slice::from_ref(&state.node),
+            now,
+            horizon,
+            &overrides,
+        );
+        match priced.await {
             Ok(current) => {
                 stale += current.iter().filter(|p| p.stale).count();
                 done.insert(node_id);

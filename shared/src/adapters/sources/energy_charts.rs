@@ -84,26 +84,16 @@ pub fn parse(
             DateTime::from_timestamp(s as i64, 0)
                 .ok_or_else(|| Defect::Malformed(format!("`unix_seconds`: {s} is out of range")))
         });
-        let result = at
-            .clone()
-            .and_then(|ts| {
-                let eur = match prices.get(i) {
-                    None => Err(Defect::MissingField {
-                        field: format!("price[{i}]"),
-                    }),
-                    Some(v) => value_number(v, "price"),
-                }?;
-                super::price_reading(eur * factor).map(|r| (ts, r))
-            })
-            .and_then(|(ts, r)| seq.admit(ts).map(|()| (ts, r)));
-        match result {
-            Ok(rec) => records.push(rec),
-            Err(defect) => out.rejected.push(RecordError {
-                record: format!("[{i}]"),
-                at: at.ok(),
-                defect,
-            }),
-        }
+        let price = |_| {
+            let eur = match prices.get(i) {
+                None => Err(Defect::MissingField {
+                    field: format!("price[{i}]"),
+                }),
+                Some(v) => value_number(v, "price"),
+            }?;
+            super::price_reading(eur * factor)
+        };
+        records.extend(seq.record(&mut out, || format!("[{i}]"), at, price));
     }
     for i in stamps.len()..prices.len() {
         out.rejected.push(RecordError {

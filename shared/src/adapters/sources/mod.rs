@@ -137,6 +137,25 @@ impl Parsed {
     pub fn forecast_points(&self) -> usize {
         self.forecasts.iter().map(|f| f.points.len()).sum()
     }
+
+    /// Keeps the hourly points of one weather forecast, if there are any.
+    pub(crate) fn add_weather_forecast(
+        &mut self,
+        node_id: &str,
+        source: &str,
+        issued_at: DateTime<Utc>,
+        points: Vec<(Hour, Reading)>,
+    ) {
+        if !points.is_empty() {
+            self.forecasts.push(Forecast {
+                node_id: node_id.to_string(),
+                kind: crate::domain::signal::SignalKind::Weather,
+                issued_at,
+                points,
+                source: source.to_string(),
+            });
+        }
+    }
 }
 
 /// Rejects repeated and out-of-order timestamps within one series.
@@ -158,6 +177,32 @@ impl Sequence {
         self.seen.insert(ts);
         self.latest = Some(ts);
         Ok(())
+    }
+
+    /// One record of the series: its timestamp (or why it has none) and its reading, taken
+    /// in time order. A record that fails is added to `out.rejected`, named by `name`.
+    pub(crate) fn record(
+        &mut self,
+        out: &mut Parsed,
+        name: impl FnOnce() -> String,
+        at: Result<DateTime<Utc>, Defect>,
+        reading: impl FnOnce(DateTime<Utc>) -> Result<Reading, Defect>,
+    ) -> Option<(DateTime<Utc>, Reading)> {
+        let result = at
+            .clone()
+            .and_then(|ts| reading(ts).map(|r| (ts, r)))
+            .and_then(|(ts, r)| self.admit(ts).map(|()| (ts, r)));
+        match result {
+            Ok(rec) => Some(rec),
+            Err(defect) => {
+                out.rejected.push(RecordError {
+                    record: name(),
+                    at: at.ok(),
+                    defect,
+                });
+                None
+            }
+        }
     }
 }
 

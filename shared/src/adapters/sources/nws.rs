@@ -11,7 +11,7 @@ use super::{
     parse_json, short, to_celsius, value_number, weather_reading, Defect, ParseError, Parsed,
     RecordError, Sequence,
 };
-use crate::domain::signal::{Forecast, Observation, Reading, SignalKind};
+use crate::domain::signal::{Observation, Reading};
 use crate::domain::time::Hour;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -196,28 +196,15 @@ pub fn parse_forecast_hourly(
     let mut points = Vec::new();
     for (i, period) in periods.iter().enumerate() {
         let at = timestamp(period.get("startTime"), "startTime");
-        let result = at
-            .clone()
-            .and_then(|ts| reading(period, Some("temperatureUnit")).map(|r| (ts, r)))
-            .and_then(|(ts, r)| seq.admit(ts).map(|()| (ts, r)));
-        match result {
-            Ok((ts, r)) => points.push((Hour::containing(ts), r)),
-            Err(defect) => out.rejected.push(RecordError {
-                record: format!("periods[{i}]"),
-                at: at.ok(),
-                defect,
-            }),
+        let name = || format!("periods[{i}]");
+        let r = seq.record(&mut out, name, at, |_| {
+            reading(period, Some("temperatureUnit"))
+        });
+        if let Some((ts, r)) = r {
+            points.push((Hour::containing(ts), r));
         }
     }
-    if !points.is_empty() {
-        out.forecasts.push(Forecast {
-            node_id: node_id.to_string(),
-            kind: SignalKind::Weather,
-            issued_at,
-            points,
-            source: source.to_string(),
-        });
-    }
+    out.add_weather_forecast(node_id, source, issued_at, points);
     Ok(out)
 }
 

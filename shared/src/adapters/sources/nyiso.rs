@@ -153,30 +153,20 @@ pub fn parse(
                 field: "Time Stamp".into(),
             })
             .and_then(|s| parse_stamp(s, tz_col.and_then(|c| fields.get(c)).map(String::as_str)));
-        let result = at
-            .clone()
-            .and_then(|ts| {
-                let raw = fields
-                    .get(price_col)
-                    .map(|s| s.trim())
-                    .filter(|s| !s.is_empty())
-                    .ok_or_else(|| Defect::MissingField {
-                        field: "LBMP ($/MWHr)".into(),
-                    })?;
-                let v: f64 = raw.parse().map_err(|_| {
-                    Defect::Malformed(format!("`LBMP ($/MWHr)`: {raw:?} is not a number"))
+        let price = |_| {
+            let raw = fields
+                .get(price_col)
+                .map(|s| s.trim())
+                .filter(|s| !s.is_empty())
+                .ok_or_else(|| Defect::MissingField {
+                    field: "LBMP ($/MWHr)".into(),
                 })?;
-                super::price_reading(v).map(|r| (ts, r))
-            })
-            .and_then(|(ts, r)| seq.admit(ts).map(|()| (ts, r)));
-        match result {
-            Ok(rec) => records.push(rec),
-            Err(defect) => out.rejected.push(RecordError {
-                record,
-                at: at.ok(),
-                defect,
-            }),
-        }
+            let v: f64 = raw.parse().map_err(|_| {
+                Defect::Malformed(format!("`LBMP ($/MWHr)`: {raw:?} is not a number"))
+            })?;
+            super::price_reading(v)
+        };
+        records.extend(seq.record(&mut out, || record, at, price));
     }
     if records.is_empty() && out.rejected.is_empty() {
         return Err(ParseError::Shape(format!(

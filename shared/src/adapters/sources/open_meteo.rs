@@ -11,7 +11,7 @@ use super::{
     json_number, parse_json, short, to_celsius, weather_reading, Defect, ParseError, Parsed,
     RecordError, Sequence,
 };
-use crate::domain::signal::{Forecast, Observation, SignalKind};
+use crate::domain::signal::Observation;
 use crate::domain::time::Hour;
 use chrono::{DateTime, Duration, NaiveDateTime, Utc};
 use serde_json::Value;
@@ -177,28 +177,12 @@ pub fn parse(
                     },
                 }
             };
-            let result = at
-                .clone()
-                .and_then(|ts| record(get, &tu, &du).map(|r| (ts, r)))
-                .and_then(|(ts, r)| seq.admit(ts).map(|()| (ts, r)));
-            match result {
-                Ok((ts, r)) => points.push((Hour::containing(ts), r)),
-                Err(defect) => out.rejected.push(RecordError {
-                    record: format!("hourly[{i}]"),
-                    at: at.ok(),
-                    defect,
-                }),
+            let name = || format!("hourly[{i}]");
+            if let Some((ts, r)) = seq.record(&mut out, name, at, |_| record(get, &tu, &du)) {
+                points.push((Hour::containing(ts), r));
             }
         }
-        if !points.is_empty() {
-            out.forecasts.push(Forecast {
-                node_id: node_id.to_string(),
-                kind: SignalKind::Weather,
-                issued_at,
-                points,
-                source: source.to_string(),
-            });
-        }
+        out.add_weather_forecast(node_id, source, issued_at, points);
     }
     Ok(out)
 }

@@ -1,29 +1,28 @@
 //! The JSON API: reads of the pipeline's state and the operator's controls.
 
 use super::metrics::{self, Snapshot};
-use super::AppState;
-use crate::console::View;
+use super::{AppState, Deployment};
+use crate::app::control::{self, ControlFailure};
+use crate::app::explain::explain;
+use crate::app::ingest_jobs::ingest_lines;
+use crate::app::summary::summary;
+use crate::app::view::View;
+use crate::domain::dispatch::{ControlError, JobRecord, JobStatus};
+use crate::domain::node::Node;
+use crate::domain::price::PriceOverride;
+use crate::domain::time::Hour;
+use crate::ports::{ControlStore, StoreError};
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, Utc};
-use grd::app::control::{self, ControlFailure};
-use grd::app::explain::explain;
-use grd::app::ingest_jobs::ingest_lines;
-use grd::app::summary::summary;
-use grd::domain::dispatch::{ControlError, JobRecord, JobStatus};
-use grd::domain::node::Node;
-use grd::domain::price::PriceOverride;
-use grd::domain::time::Hour;
-use grd::local::SimClock;
-use grd::ports::{Backlog, Clock, DispatchLog, NodeStore, StoreError};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-type Shared = State<Arc<AppState>>;
+type Shared<S> = State<Arc<AppState<S>>>;
 
 /// An error as the API returns it: a status and `{"error": "..."}`.
 pub struct ApiError(StatusCode, String);
@@ -66,8 +65,8 @@ fn bad(msg: impl Into<String>) -> ApiError {
 
 type ApiResult = Result<Response, ApiError>;
 
-/// Mutating calls carry the token when one is set.
-fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+/// Every call carries the token when one is set.
+fn authorize<S>(state: &AppState<S>, headers: &HeaderMap) -> Result<(), ApiError> {
     let Some(token) = &state.token else {
         return Ok(());
     };
@@ -85,9 +84,9 @@ fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     }
 }
 
-/// The pipeline's simulated time (as stored by the last run).
-fn now(state: &AppState) -> Result<DateTime<Utc>, StoreError> {
-    Ok(SimClock::load(&state.store, Hour::containing(Utc::now()).start())?.now())
+/// The pipeline's time.
+fn now<S: Deployment>(state: &AppState<S>) -> Result<DateTime<Utc>, StoreError> {
+    state.store.now()
 }
 
 fn job_json(r: &JobRecord) -> Value {
@@ -105,12 +104,13 @@ fn job_json(r: &JobRecord) -> Value {
 /// Most recent jobs the page lists.
 const JOBS_SHOWN: usize = 500;
 
-pub async fn state(State(s): Shared) -> ApiResult {
+pub async fn state<S: Deployment>(State(s): Shared<S>, headers: HeaderMap) -> ApiResult {
+    authorize(&s, &headers)?;
     let now = now(&s)?;
     let store = s.store.as_ref();
     let view = View::load(store, now).await?;
     let totals = summary(store).await?;
-    let overrides = s.store.price_overrides()?;
+    let overrides = ControlStore::price_overrides(store).await?;
     let hour = Hour::containing(now);
     let nodes: Vec<Value> = view
         .nodes
@@ -140,7 +140,7 @@ pub async fn state(State(s): Shared) -> ApiResult {
         "clock": now, "hour": hour, "nodes": nodes, "summary": totals,
         "jobs": jobs, "jobs_total": total, "overrides": overrides,
         "what_if": !active.is_empty(),
-        "replay_speed": grd::local::replay_speed(&s.store, None)?,
+        "replay_speed": s.store.replay_speed()?, "mode": s.store.mode(),
     }))
     .into_response())
 }
@@ -151,7 +151,12 @@ pub struct LoadQuery {
 }
 
 /// Units reserved per node for each of the next hours.
-pub async fn load(State(s): Shared, Query(q): Query<LoadQuery>) -> ApiResult {
+pub async fn load<S: Deployment>(
+    State(s): Shared<S>,
+    headers: HeaderMap,
+    Query(q): Query<LoadQuery>,
+) -> ApiResult {
+    authorize(&s, &headers)?;
     let hours = q.hours.unwrap_or(24);
     if !(1..=336).contains(&hours) {
         return Err(bad(format!("hours={hours}: must be 1..=336")));
@@ -184,11 +189,13 @@ pub struct SeriesQuery {
 }
 
 /// A node's stored prices: history before the current hour, forecast from it.
-pub async fn series(
-    State(s): Shared,
+pub async fn series<S: Deployment>(
+    State(s): Shared<S>,
+    headers: HeaderMap,
     Path(id): Path<String>,
     Query(q): Query<SeriesQuery>,
 ) -> ApiResult {
+    authorize(&s, &headers)?;
     let back = q.back.unwrap_or(48).min(24 * 31);
     let hour = Hour::containing(now(&s)?);
     if !s.store.nodes().await?.iter().any(|n| n.node.id == id) {
@@ -196,7 +203,8 @@ pub async fn series(
     }
     let prices = s
         .store
-        .node_prices(&id, hour.plus(-i64::from(back)), hour.plus(24 * 14))?;
+        .node_prices(&id, hour.plus(-i64::from(back)), hour.plus(24 * 14))
+        .await?;
     let points: Vec<Value> = prices
         .iter()
         .map(|p| {
@@ -211,7 +219,7 @@ pub async fn series(
     Ok(Json(json!({"node": id, "now": hour.start(), "points": points})).into_response())
 }
 
-async fn find_job(s: &AppState, id: &str) -> Result<JobRecord, ApiError> {
+async fn find_job<S: Deployment>(s: &AppState<S>, id: &str) -> Result<JobRecord, ApiError> {
     s.store
         .all_jobs()
         .await?
@@ -220,7 +228,12 @@ async fn find_job(s: &AppState, id: &str) -> Result<JobRecord, ApiError> {
         .ok_or_else(|| ControlError::UnknownJob(id.to_string()).into())
 }
 
-pub async fn explain_job(State(s): Shared, Path(id): Path<String>) -> ApiResult {
+pub async fn explain_job<S: Deployment>(
+    State(s): Shared<S>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult {
+    authorize(&s, &headers)?;
     let record = find_job(&s, &id).await?;
     let e = explain(s.store.as_ref(), &record, now(&s)?).await?;
     Ok(Json(e).into_response())
@@ -232,7 +245,12 @@ pub struct ExplanationsQuery {
 }
 
 /// Explanations of the most recent dispatches.
-pub async fn explanations(State(s): Shared, Query(q): Query<ExplanationsQuery>) -> ApiResult {
+pub async fn explanations<S: Deployment>(
+    State(s): Shared<S>,
+    headers: HeaderMap,
+    Query(q): Query<ExplanationsQuery>,
+) -> ApiResult {
+    authorize(&s, &headers)?;
     let limit = q.limit.unwrap_or(12).min(100);
     let now = now(&s)?;
     let mut jobs: Vec<JobRecord> = s
@@ -271,20 +289,20 @@ fn body_priority(body: &str) -> Result<Option<i64>, ApiError> {
     }
 }
 
-pub async fn job_action(
-    State(s): Shared,
+pub async fn job_action<S: Deployment>(
+    State(s): Shared<S>,
     headers: HeaderMap,
     Path((id, action)): Path<(String, String)>,
     body: String,
 ) -> ApiResult {
     authorize(&s, &headers)?;
     let action = control::parse_action(&action, body_priority(&body)?)?;
-    let out = control::control_job(&s.store, &id, action, now(&s)?)?;
+    let out = control::control_job(s.store.as_ref(), &id, action, now(&s)?).await?;
     Ok(Json(out).into_response())
 }
 
-pub async fn node_action(
-    State(s): Shared,
+pub async fn node_action<S: Deployment>(
+    State(s): Shared<S>,
     headers: HeaderMap,
     Path((id, action)): Path<(String, String)>,
 ) -> ApiResult {
@@ -298,24 +316,33 @@ pub async fn node_action(
             )))
         }
     };
-    Ok(Json(control::set_drained(&s.store, &id, drained).await?).into_response())
+    Ok(Json(control::set_drained(s.store.as_ref(), &id, drained).await?).into_response())
 }
 
 /// Node definitions as configured (the format `grd nodes --load` takes).
-pub async fn nodes(State(s): Shared) -> ApiResult {
+pub async fn nodes<S: Deployment>(State(s): Shared<S>, headers: HeaderMap) -> ApiResult {
+    authorize(&s, &headers)?;
     Ok(Json(json!({ "nodes": s.store.nodes().await? })).into_response())
 }
 
-pub async fn add_node(State(s): Shared, headers: HeaderMap, body: String) -> ApiResult {
+pub async fn add_node<S: Deployment>(
+    State(s): Shared<S>,
+    headers: HeaderMap,
+    body: String,
+) -> ApiResult {
     authorize(&s, &headers)?;
     let node: Node =
         serde_json::from_str(&body).map_err(|e| bad(format!("not a node definition: {e}")))?;
-    control::put_node(&s.store, &node).await?;
+    control::put_node(s.store.as_ref(), &node).await?;
     Ok((StatusCode::CREATED, Json(node)).into_response())
 }
 
 /// Job lines (JSON, one per line) into the backlog, as `grd submit` takes them.
-pub async fn submit(State(s): Shared, headers: HeaderMap, body: String) -> ApiResult {
+pub async fn submit<S: Deployment>(
+    State(s): Shared<S>,
+    headers: HeaderMap,
+    body: String,
+) -> ApiResult {
     authorize(&s, &headers)?;
     if body.trim().is_empty() {
         return Err(bad("no job lines in the body"));
@@ -341,7 +368,11 @@ pub struct OverrideRequest {
     usd_per_mwh: f64,
 }
 
-pub async fn add_override(State(s): Shared, headers: HeaderMap, body: String) -> ApiResult {
+pub async fn add_override<S: Deployment>(
+    State(s): Shared<S>,
+    headers: HeaderMap,
+    body: String,
+) -> ApiResult {
     authorize(&s, &headers)?;
     let req: OverrideRequest = serde_json::from_str(&body).map_err(|e| {
         bad(format!(
@@ -357,17 +388,17 @@ pub async fn add_override(State(s): Shared, headers: HeaderMap, body: String) ->
         to: from.plus(i64::from(req.hours)),
         usd_per_mwh: req.usd_per_mwh,
     };
-    let stored = control::add_price_override(&s.store, o, now).await?;
+    let stored = control::add_price_override(s.store.as_ref(), o, now).await?;
     Ok((StatusCode::CREATED, Json(stored)).into_response())
 }
 
-pub async fn remove_override(
-    State(s): Shared,
+pub async fn remove_override<S: Deployment>(
+    State(s): Shared<S>,
     headers: HeaderMap,
     Path(id): Path<i64>,
 ) -> ApiResult {
     authorize(&s, &headers)?;
-    let removed = control::remove_price_override(&s.store, id, now(&s)?)
+    let removed = control::remove_price_override(s.store.as_ref(), id, now(&s)?)
         .await
         .map_err(|e| match e {
             ControlFailure::Refused(r) => ApiError(StatusCode::NOT_FOUND, r.to_string()),
@@ -384,21 +415,23 @@ pub struct SpeedRequest {
 }
 
 /// Sets the replay speed of running local pipelines (they pick it up at their next hour).
-pub async fn set_speed(State(s): Shared, headers: HeaderMap, body: String) -> ApiResult {
+pub async fn set_speed<S: Deployment>(
+    State(s): Shared<S>,
+    headers: HeaderMap,
+    body: String,
+) -> ApiResult {
     authorize(&s, &headers)?;
     let req: SpeedRequest = serde_json::from_str(&body).map_err(|e| {
         bad(format!(
             "expected {{\"hours_per_second\": number or null}}: {e}"
         ))
     })?;
-    grd::local::set_replay_speed(&s.store, req.hours_per_second).map_err(|e| match e {
-        grd::local::SetupError::Store(e) => e.into(),
-        other => bad(other.to_string()),
-    })?;
+    s.store.set_replay_speed(req.hours_per_second)??;
     Ok(Json(json!({ "replay_speed": req.hours_per_second })).into_response())
 }
 
-pub async fn metrics(State(s): Shared) -> ApiResult {
+pub async fn metrics<S: Deployment>(State(s): Shared<S>, headers: HeaderMap) -> ApiResult {
+    authorize(&s, &headers)?;
     let now = now(&s)?;
     let store = s.store.as_ref();
     let jobs = store.all_jobs().await?;
@@ -445,9 +478,8 @@ pub async fn metrics(State(s): Shared) -> ApiResult {
             })
             .collect(),
         counters: s.store.counters()?,
-        overrides_active: s
-            .store
-            .price_overrides()?
+        overrides_active: ControlStore::price_overrides(store)
+            .await?
             .iter()
             .filter(|o| o.to > hour)
             .count() as u64,

@@ -2,7 +2,9 @@
 "use strict";
 (function () {
   const $ = (sel) => document.querySelector(sel);
-  const POLL_MS = 2000;
+  // Local: every 2 s. A deployed stack's pipeline moves hourly and every poll reads its tables,
+  // so there the page polls every 15 s.
+  const POLL_MS = { local: 2000, aws: 15000 };
   const grd = (window.grd = { state: null, charts: {}, selectedNode: null, world: null });
 
   const esc = (s) => String(s ?? "").replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
@@ -21,15 +23,19 @@
     say.t = setTimeout(() => (m.hidden = true), 6000);
   }
 
+  function authHeaders() {
+    return tokenInput.value ? { Authorization: "Bearer " + tokenInput.value } : {};
+  }
+
   async function getJson(path) {
-    const r = await fetch(path, { cache: "no-store" });
+    const r = await fetch(path, { cache: "no-store", headers: authHeaders() });
+    if (r.status === 401) say("this dashboard needs its token: enter it in the token field", true);
     if (!r.ok) throw new Error(path + ": " + r.status);
     return r.json();
   }
 
   async function send(method, path, body) {
-    const headers = {};
-    if (tokenInput.value) headers["Authorization"] = "Bearer " + tokenInput.value;
+    const headers = authHeaders();
     if (body !== undefined && typeof body !== "string") {
       headers["Content-Type"] = "application/json";
       body = JSON.stringify(body);
@@ -276,6 +282,8 @@
       grd.state = state;
       $("#clock").textContent = "clock " + hourLabel(state.clock);
       $("#speed-now").textContent = state.replay_speed == null ? "run's own speed" : `${state.replay_speed} h/s`;
+      // A deployed stack's replay speed is a stack parameter: no control for it here.
+      $("#speed-form").hidden = state.mode === "aws";
       drawMap(state.nodes);
       drawNodes(state.nodes);
       drawJobs(state);
@@ -377,6 +385,11 @@
         $("#node-json").value = JSON.stringify(n);
       }
     } catch (_) { /* the template is a convenience */ }
-    setInterval(refresh, POLL_MS);
+    const pollMs = () => POLL_MS[grd.state && grd.state.mode] || POLL_MS.local;
+    const poll = async () => {
+      await refresh();
+      setTimeout(poll, pollMs());
+    };
+    setTimeout(poll, pollMs());
   });
 })();
