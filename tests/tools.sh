@@ -39,12 +39,13 @@ GRD_CHECKOV_PINS=(checkov==3.3.30)
 
 _grd_log() { printf '[tools] %s\n' "$*" >&2; }
 
-# _grd_venv DIR PIN...: create DIR and install the pins unless its stamp already lists exactly them.
+# _grd_venv DIR PIN...: create DIR and install the pins unless its stamp already lists exactly them
+# and DIR itself (a venv's scripts name its path: a venv moved or copied elsewhere is rebuilt).
 _grd_venv() {
     local dir=$1
     shift
     local want stamp="$dir/.grd-pins"
-    want=$(printf '%s\n' "$@")
+    want=$(printf '%s\n' "venv=$dir" "$@")
     if [[ -x "$dir/bin/python" && -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
         _grd_log "$(basename "$dir"): up to date ($(tr '\n' ' ' <"$stamp"))"
         return 0
