@@ -855,39 +855,11 @@ fn insert_across_levels(input: &PlanInput, grid: &mut Grid, all: &mut Level, sla
                 if st > 0 && st as i64 + own > job.latest_start {
                     continue;
                 }
-                let mut need: Vec<u32> = (st..st + len)
-                    .map(|t| job.units.saturating_sub(grid.free[n][t]))
-                    .collect();
-                let mut over: Vec<usize> = on_node[n]
-                    .iter()
-                    .copied()
-                    .filter(|&k| {
-                        let (j, _, s, _) = all.placed[k];
-                        s < st + len && st < s + input.jobs[j].slots()
-                    })
-                    .collect();
-                over.sort_by(|&a, &b| {
-                    chr(&input.jobs[all.placed[a].0])
-                        .total_cmp(&chr(&input.jobs[all.placed[b].0]))
-                        .then(a.cmp(&b))
-                });
-                let mut chosen = Vec::new();
-                for k in over {
-                    if need.iter().all(|&x| x == 0) {
-                        break;
-                    }
-                    let (j, _, s, _) = all.placed[k];
-                    let (a, b) = (s.max(st), (s + input.jobs[j].slots()).min(st + len));
-                    if (a..b).any(|t| need[t - st] > 0) {
-                        for t in a..b {
-                            need[t - st] = need[t - st].saturating_sub(input.jobs[j].units);
-                        }
-                        chosen.push(k);
-                    }
-                }
-                if need.iter().any(|&x| x > 0) || chosen.is_empty() {
+                let Some(chosen) = blockers_at(input, grid, all, &on_node, job, (n, st), None)
+                    .filter(|c| !c.is_empty())
+                else {
                     continue;
-                }
+                };
                 let held: f64 = chosen
                     .iter()
                     .map(|&k| chr(&input.jobs[all.placed[k].0]))
