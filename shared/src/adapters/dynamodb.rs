@@ -50,6 +50,30 @@ pub struct DynamoStore {
 
 type Item = HashMap<String, AV>;
 
+/// A cancelled `TransactWriteItems`: the index of the first action that failed (None when
+/// none says why) and every action's reason code. Any other error is a backend error named
+/// `what`.
+fn cancelled_action(
+    what: &str,
+    err: aws_sdk_dynamodb::error::SdkError<
+        aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError,
+    >,
+) -> Result<(Option<usize>, Vec<Option<String>>), StoreError> {
+    use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+    let reasons: Vec<Option<String>> = match err.as_service_error() {
+        Some(TransactWriteItemsError::TransactionCanceledException(c)) => c
+            .cancellation_reasons()
+            .iter()
+            .map(|r| r.code().map(str::to_string))
+            .collect(),
+        _ => return Err(backend(what, err)),
+    };
+    let failed = reasons
+        .iter()
+        .position(|r| r.as_deref().is_some_and(|c| c != "None"));
+    Ok((failed, reasons))
+}
+
 fn backend<E>(what: &str, e: aws_sdk_dynamodb::error::SdkError<E>) -> StoreError
 where
     E: std::error::Error + aws_sdk_dynamodb::error::ProvideErrorMetadata + 'static,
@@ -823,19 +847,8 @@ impl DispatchLog for DynamoStore {
             Ok(_) => return Ok(Committed::Committed),
             Err(e) => e,
         };
-        use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-        let reasons: Vec<Option<String>> = match err.as_service_error() {
-            Some(TransactWriteItemsError::TransactionCanceledException(c)) => c
-                .cancellation_reasons()
-                .iter()
-                .map(|r| r.code().map(str::to_string))
-                .collect(),
-            _ => return Err(backend("transact dispatch", err)),
-        };
-        let failed = reasons
-            .iter()
-            .position(|r| r.as_deref().is_some_and(|c| c != "None"))
-            .unwrap_or(first_hour_action);
+        let (failed, _) = cancelled_action("transact dispatch", err)?;
+        let failed = failed.unwrap_or(first_hour_action);
         Ok(match failed {
             0 => Committed::NoCapacity { hour: d.start },
             1 | 2 => match self.job_item(d.job_id.as_str()).await? {
@@ -1008,18 +1021,7 @@ impl DynamoStore {
             .send()
             .await;
         if let Err(err) = res {
-            use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-            let reasons: Vec<Option<String>> = match err.as_service_error() {
-                Some(TransactWriteItemsError::TransactionCanceledException(c)) => c
-                    .cancellation_reasons()
-                    .iter()
-                    .map(|r| r.code().map(str::to_string))
-                    .collect(),
-                _ => return Err(backend("transact job control", err)),
-            };
-            let failed = reasons
-                .iter()
-                .position(|r| r.as_deref().is_some_and(|c| c != "None"));
+            let (failed, reasons) = cancelled_action("transact job control", err)?;
             return match failed {
                 // The job changed since it was read: read it again.
                 Some(0) | None => Ok(None),
