@@ -1,0 +1,357 @@
+//! Ruin and recreate, the last step of `optimized`. Each round lifts a few placed jobs off
+//! the grid and puts them back, each at its cheapest spot, in a shuffled order, together
+//! with up to [`OPEN_TRIES`] jobs still without a place that could use the room (most urgent
+//! first). The jobs lifted are either
+//! - a few that sit close together: on one node around one job's run, or on the nodes that
+//!   job may use around its hours, or anywhere; or
+//! - every job in the way of a job without a place at a random spot it could run in; that
+//!   job then goes back first, at that spot.
+//!
+//! A round is kept when every lifted job found a place again and the cost plus the penalty
+//! of the jobs left out did not rise; otherwise the grid is put back as it was. So no placed
+//! job ever loses its place.
+//!
+//! The shuffles come from a fixed seed: the same input always gives the same plan.
+
+use super::{
+    cheapest_spots, chr, flow, optimized_slack, pick, screen, Grid, Level, PlanInput, Spot,
+};
+
+/// splitmix64: small, fast and good enough to shuffle with.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in 0..n (n > 0).
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+
+    /// Uniform in [0, 1).
+    fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// Most jobs lifted in one round.
+const MAX_LIFT: usize = 12;
+/// Most jobs without a place tried in one round.
+const OPEN_TRIES: usize = 8;
+
+/// Runs `rounds` rounds of ruin and recreate on the plan `all` (placed on `grid`).
+pub(super) fn ruin_recreate(
+    input: &PlanInput,
+    grid: &mut Grid,
+    all: &mut Level,
+    slack: i64,
+    rounds: usize,
+) {
+    let jobs = &input.jobs;
+    if all.placed.is_empty() || rounds == 0 {
+        return;
+    }
+    let nodes_of: Vec<Vec<usize>> = jobs
+        .iter()
+        .map(|j| screen(input, j).unwrap_or_default())
+        .collect();
+    // The end of the hours each job could run in.
+    let ends: Vec<usize> = (0..jobs.len())
+        .map(|i| flow::last_start(input, i).map_or(0, |l| l + jobs[i].slots()))
+        .collect();
+    // Where each job is (node, start), and its runner-up for explaining the decision.
+    let mut at: Vec<Option<(usize, usize)>> = vec![None; jobs.len()];
+    let mut runner_up: Vec<Option<Spot>> = vec![None; jobs.len()];
+    for &(i, n, s, r) in &all.placed {
+        at[i] = Some((n, s));
+        runner_up[i] = r;
+    }
+    // Jobs left out that a schedule could place, most urgent first.
+    let mut open: Vec<usize> = all
+        .unplaced
+        .iter()
+        .filter(|(_, why)| !why.is_final())
+        .map(|(i, _)| *i)
+        .collect();
+    open.sort_by_key(|&i| (jobs[i].priority, jobs[i].latest_start, jobs[i].seq));
+    let penalty = |i: usize| chr(&jobs[i]) * flow::penalty_per_chr(input, jobs[i].priority.get());
+    let mut on_node: Vec<Vec<usize>> = vec![Vec::new(); input.nodes.len()];
+    let mut placed: Vec<usize> = Vec::with_capacity(all.placed.len());
+    for &(i, n, _, _) in &all.placed {
+        on_node[n].push(i);
+        placed.push(i);
+    }
+    let mut rng = Rng(0x6772_645f_6c6e_7321 ^ jobs.len() as u64);
+    let mut lifted: Vec<(usize, usize, usize)> = Vec::new();
+    let mut put: Vec<(usize, usize, usize)> = Vec::new();
+    let mut order: Vec<(f64, usize)> = Vec::new();
+    for _ in 0..rounds {
+        // Ruin: the jobs to lift, and maybe a job without a place to put first.
+        lifted.clear();
+        let mut first: Option<(usize, usize, usize)> = None;
+        if !open.is_empty() && rng.below(2) == 0 {
+            // Make room: a job without a place takes a random spot it could run in, and
+            // the jobs in the way are lifted.
+            let o = open[rng.below(open.len())];
+            let job = &jobs[o];
+            let Some(last) = flow::last_start(input, o) else {
+                continue;
+            };
+            let n = nodes_of[o][rng.below(nodes_of[o].len())];
+            let st = rng.below(last + 1);
+            if st > 0 && st as i64 + optimized_slack(job, slack) > job.latest_start {
+                continue;
+            }
+            for &j in &on_node[n] {
+                let (_, s) = at[j].unwrap_or_default();
+                if s < st + job.slots() && st < s + jobs[j].slots() {
+                    lifted.push((j, n, s));
+                }
+            }
+            first = Some((o, n, st));
+        } else {
+            // A seed job and jobs close to it.
+            let seed = placed[rng.below(placed.len())];
+            let (n0, s0) = at[seed].unwrap_or_default();
+            let len0 = jobs[seed].slots();
+            let want = 2 + rng.below(MAX_LIFT - 1);
+            let mut pool: Vec<usize> = match rng.below(3) {
+                // Around the seed's run on its node.
+                0 => {
+                    let (a, b) = (s0.saturating_sub(len0), s0 + 2 * len0);
+                    on_node[n0]
+                        .iter()
+                        .copied()
+                        .filter(|&j| {
+                            let (_, s) = at[j].unwrap_or_default();
+                            s < b && a < s + jobs[j].slots()
+                        })
+                        .collect()
+                }
+                // Around the seed's run on the nodes it may use.
+                1 => nodes_of[seed]
+                    .iter()
+                    .flat_map(|&n| on_node[n].iter().copied())
+                    .filter(|&j| {
+                        let (_, s) = at[j].unwrap_or_default();
+                        s < s0 + len0 && s0 < s + jobs[j].slots()
+                    })
+                    .collect(),
+                // Anywhere.
+                _ => (0..want).map(|_| placed[rng.below(placed.len())]).collect(),
+            };
+            pool.retain(|&j| j != seed);
+            pool.sort_unstable();
+            pool.dedup();
+            lifted.push((seed, n0, s0));
+            while lifted.len() < want && !pool.is_empty() {
+                let j = pool.swap_remove(rng.below(pool.len()));
+                let (n, s) = at[j].unwrap_or_default();
+                lifted.push((j, n, s));
+            }
+        }
+        let mut delta = 0.0;
+        for &(j, n, s) in &lifted {
+            grid.release(n, s, &jobs[j]);
+            delta -= grid.cost(input, &jobs[j], n, s);
+        }
+        put.clear();
+        let mut gained = 0.0;
+        if let Some((o, n, st)) = first {
+            let job = &jobs[o];
+            if (st..st + job.slots()).all(|t| grid.free[n][t] >= job.units) {
+                grid.reserve(n, st, job);
+                delta += grid.cost(input, job, n, st);
+                gained += penalty(o);
+                put.push((o, n, st));
+            }
+        }
+        // Recreate: the lifted jobs in a shuffled order; the open ones most urgent first,
+        // before or after them.
+        order.clear();
+        let noise = 0.5 + rng.unit();
+        for &(j, _, _) in &lifted {
+            // Big and tightly bound first, each weight shuffled by up to `noise`.
+            let w = chr(&jobs[j]) / (1.0 + jobs[j].latest_start.max(0) as f64).powf(noise);
+            order.push((-w * (1.0 + noise * rng.unit()), j));
+        }
+        order.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let open_first = rng.below(2) == 0;
+        // The open jobs that could use the room lifted (a node and hours of it), at most
+        // OPEN_TRIES of them, most urgent first.
+        let rest = open
+            .iter()
+            .copied()
+            .filter(|&o| first.is_none_or(|f| f.0 != o))
+            .filter(|&o| {
+                let end = ends[o];
+                lifted
+                    .iter()
+                    .any(|&(_, n, s)| s < end && nodes_of[o].contains(&n))
+            })
+            .take(OPEN_TRIES);
+        let lifted_order = order.iter().map(|x| x.1);
+        let seq: Vec<usize> = if open_first {
+            rest.chain(lifted_order).collect()
+        } else {
+            lifted_order.chain(rest).collect()
+        };
+        let mut lost = first.is_some() && put.is_empty();
+        for &j in &seq {
+            if lost {
+                break;
+            }
+            let spots = cheapest_spots(
+                input,
+                grid,
+                &nodes_of[j],
+                j,
+                optimized_slack(&jobs[j], slack),
+            );
+            match pick(&spots) {
+                Some((c, s, n)) => {
+                    grid.reserve(n, s, &jobs[j]);
+                    delta += c;
+                    put.push((j, n, s));
+                    if at[j].is_none() {
+                        gained += penalty(j);
+                    }
+                }
+                None => lost = at[j].is_some(),
+            }
+        }
+        if !lost && delta - gained <= 1e-9 {
+            for &(j, n, _) in &lifted {
+                on_node[n].retain(|&x| x != j);
+            }
+            for &(j, n, s) in &put {
+                if at[j].is_none() {
+                    placed.push(j);
+                }
+                at[j] = Some((n, s));
+                runner_up[j] = None;
+                on_node[n].push(j);
+            }
+            open.retain(|&j| at[j].is_none());
+            all.cost += delta;
+        } else {
+            for &(j, n, s) in &put {
+                grid.release(n, s, &jobs[j]);
+            }
+            for &(j, n, s) in &lifted {
+                grid.reserve(n, s, &jobs[j]);
+            }
+        }
+    }
+    all.placed = placed
+        .iter()
+        .map(|&i| {
+            let (n, s) = at[i].unwrap_or_default();
+            (i, n, s, runner_up[i])
+        })
+        .collect();
+    all.unplaced.retain(|(i, _)| at[*i].is_none());
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::super::properties::{arb_input, check_feasible};
+    use super::super::{to_plan, JobId, Optimized, PlanJob, Priority, SlotNode};
+    use super::*;
+    use crate::domain::time::Hour;
+    use proptest::prelude::*;
+
+    fn penalised(input: &PlanInput, all: &Level) -> f64 {
+        super::super::penalised(input, all)
+    }
+
+    /// Placed cost recomputed from scratch.
+    fn cost_of(input: &PlanInput, all: &Level) -> f64 {
+        all.placed
+            .iter()
+            .map(|&(i, n, s, _)| input.cost(&input.jobs[i], n, s))
+            .sum()
+    }
+
+    #[test]
+    fn two_jobs_trade_nodes_when_neither_can_move_alone() {
+        // Node a ($1) and node b ($5), 2 units each, one slot. The 2-unit job sits on b and
+        // the 1-unit job on a: $11. Neither fits elsewhere alone; swapped they cost $7.
+        let node = |id: &str, price: f64| SlotNode {
+            node_id: id.into(),
+            region: "r".into(),
+            capacity_units: 2,
+            usd_per_chr: vec![price],
+            free: vec![2],
+        };
+        let job = |id: &str, units: u32| PlanJob {
+            id: JobId::try_from(id.to_string()).unwrap(),
+            priority: Priority::try_from(5).unwrap(),
+            units,
+            compute_hours: f64::from(units),
+            fractions: vec![1.0],
+            latest_start: 0,
+            regions: Vec::new(),
+            seq: 0,
+        };
+        let input = PlanInput {
+            now: Hour(0),
+            starts: 1,
+            nodes: vec![node("a", 1.0), node("b", 5.0)],
+            jobs: vec![job("big", 2), job("small", 1)],
+        };
+        let mut grid = Grid::new(&input);
+        grid.reserve(1, 0, &input.jobs[0]);
+        grid.reserve(0, 0, &input.jobs[1]);
+        let mut all = Level {
+            placed: vec![(0, 1, 0, None), (1, 0, 0, None)],
+            unplaced: Vec::new(),
+            cost: 11.0,
+        };
+        ruin_recreate(&input, &mut grid, &mut all, 0, 200);
+        assert!((all.cost - 7.0).abs() < 1e-9, "{}", all.cost);
+        let mut placed = all.placed.clone();
+        placed.sort_by_key(|p| p.0);
+        assert_eq!(
+            placed.iter().map(|p| (p.0, p.1)).collect::<Vec<_>>(),
+            vec![(0, 0), (1, 1)]
+        );
+        assert_eq!(grid.free, vec![vec![0], vec![1]]);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+
+        /// From the level-by-level plan: nobody loses a place, the plan stays feasible, its
+        /// cost is what it says, the grid matches it, and the penalised cost does not rise.
+        #[test]
+        fn keeps_every_place_and_never_costs_more(input in arb_input(), slack in 0..4i64) {
+            let opt = Optimized { defer_slack_hours: slack };
+            let (mut grid, mut all) = opt.levels(&input);
+            let before: Vec<usize> = all.placed.iter().map(|p| p.0).collect();
+            let was = penalised(&input, &all);
+            ruin_recreate(&input, &mut grid, &mut all, slack, 300);
+            for i in before {
+                prop_assert!(all.placed.iter().any(|p| p.0 == i), "job {i} lost its place");
+            }
+            prop_assert!(penalised(&input, &all) <= was + 1e-6);
+            prop_assert!((cost_of(&input, &all) - all.cost).abs() < 1e-6);
+            let mut fresh = Grid::new(&input);
+            for &(i, n, s, _) in &all.placed {
+                let job = &input.jobs[i];
+                prop_assert!(s == 0 || s as i64 + optimized_slack(job, slack) <= job.latest_start);
+                prop_assert!((s..s + job.slots()).all(|t| fresh.free[n][t] >= job.units));
+                fresh.reserve(n, s, job);
+            }
+            prop_assert_eq!(&fresh.free, &grid.free);
+            check_feasible(&input, &to_plan(&input, all))?;
+        }
+    }
+}
