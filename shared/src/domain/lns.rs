@@ -42,10 +42,13 @@ impl Rng {
 
 /// Most jobs lifted in one round.
 const MAX_LIFT: usize = 12;
+/// The search stops after this many rounds in a row without a saving.
+const STALL_ROUNDS: usize = 1_500;
 /// Most jobs without a place tried in one round.
 const OPEN_TRIES: usize = 8;
 
-/// Runs `rounds` rounds of ruin and recreate on the plan `all` (placed on `grid`).
+/// Runs up to `rounds` rounds of ruin and recreate on the plan `all` (placed on `grid`), fewer
+/// when [`STALL_ROUNDS`] in a row save nothing.
 pub(super) fn ruin_recreate(
     input: &PlanInput,
     grid: &mut Grid,
@@ -91,7 +94,12 @@ pub(super) fn ruin_recreate(
     let mut lifted: Vec<(usize, usize, usize)> = Vec::new();
     let mut put: Vec<(usize, usize, usize)> = Vec::new();
     let mut order: Vec<(f64, usize)> = Vec::new();
+    let mut stall = 0;
     for _ in 0..rounds {
+        if stall >= STALL_ROUNDS {
+            break;
+        }
+        stall += 1;
         // Ruin: the jobs to lift, and maybe a job without a place to put first.
         lifted.clear();
         let mut first: Option<(usize, usize, usize)> = None;
@@ -227,6 +235,9 @@ pub(super) fn ruin_recreate(
             }
         }
         if !lost && delta - gained <= 1e-9 {
+            if delta - gained < -1e-9 {
+                stall = 0;
+            }
             for &(j, n, _) in &lifted {
                 on_node[n].retain(|&x| x != j);
             }
