@@ -21,9 +21,9 @@ pub struct BenchArgs {
     swing: f64,
     #[arg(long, default_value_t = 1)]
     seed: u64,
-    /// Hours `optimized` keeps before a deferred job's latest start (priority 0 keeps at
-    /// least 3 regardless). In operation (and `grd backtest`) it is 3: the slack guards
-    /// against later, more urgent arrivals. This batch benchmark has none (every job known,
+    /// Hours `optimized` keeps before a deferred job's latest start, at every priority. In
+    /// operation (and `grd backtest`) it is 3: the slack guards against later, more urgent
+    /// arrivals and forecast changes. This batch benchmark has neither (every job known,
     /// exact prices), so the slack only costs, and the default here is 0.
     #[arg(long, default_value_t = 0)]
     defer_slack: i64,
