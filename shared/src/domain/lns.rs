@@ -15,7 +15,9 @@
 //!
 //! The shuffles come from a fixed seed: the same input always gives the same plan.
 
-use super::{cheapest_spots, chr, flow, pick, screen, Grid, Level, PlanInput, Spot, Unplaced};
+use super::{
+    cheapest_spots, chr, flow, make_room, pick, screen, Grid, Level, PlanInput, Spot, Unplaced,
+};
 
 /// A job where it stands: (job, node, start).
 type At = (usize, usize, usize);
@@ -65,42 +67,23 @@ fn in_the_way(
     (n, st): (usize, usize),
 ) -> Option<(f64, Vec<At>)> {
     let jobs = &input.jobs;
-    let job = &jobs[o];
-    let len = job.slots();
-    let mut need: Vec<u32> = (st..st + len)
-        .map(|t| job.units.saturating_sub(grid.free[n][t]))
-        .collect();
-    let weight = |j: usize| chr(&jobs[j]) * f64::from(11 - jobs[j].priority.get().min(10));
-    let mut over: Vec<(usize, usize)> = on_node
+    let mut over: Vec<(At, usize, usize)> = on_node
         .iter()
-        .filter_map(|&j| {
-            let (_, s) = at[j]?;
-            (s < st + len && st < s + jobs[j].slots()).then_some((j, s))
-        })
+        .filter_map(|&j| at[j].map(|(_, s)| ((j, n, s), j, s)))
         .collect();
     over.sort_by(|a, b| {
-        jobs[b.0]
+        jobs[b.1]
             .priority
-            .cmp(&jobs[a.0].priority)
-            .then(chr(&jobs[a.0]).total_cmp(&chr(&jobs[b.0])))
-            .then(a.0.cmp(&b.0))
+            .cmp(&jobs[a.1].priority)
+            .then(chr(&jobs[a.1]).total_cmp(&chr(&jobs[b.1])))
+            .then(a.1.cmp(&b.1))
     });
-    let mut way = Vec::new();
-    let mut w = 0.0;
-    for (j, s) in over {
-        if need.iter().all(|&x| x == 0) {
-            break;
-        }
-        let (a, b) = (s.max(st), (s + jobs[j].slots()).min(st + len));
-        if (a..b).any(|t| need[t - st] > 0) {
-            for t in a..b {
-                need[t - st] = need[t - st].saturating_sub(jobs[j].units);
-            }
-            way.push((j, n, s));
-            w += weight(j);
-        }
-    }
-    need.iter().all(|&x| x == 0).then_some((w, way))
+    let way = make_room(input, &grid.free[n], &jobs[o], st, over)?;
+    let weight = way
+        .iter()
+        .map(|&(j, _, _)| chr(&jobs[j]) * f64::from(11 - jobs[j].priority.get().min(10)))
+        .sum();
+    Some((weight, way))
 }
 
 /// Runs up to `rounds` rounds of ruin and recreate on the plan `all` (placed on `grid`), fewer

@@ -972,36 +972,44 @@ fn blockers_at(
     (n, st): (usize, usize),
     except: Option<usize>,
 ) -> Option<Vec<usize>> {
+    let mut over: Vec<(usize, usize, usize)> = on_node[n]
+        .iter()
+        .filter(|&&k| Some(k) != except)
+        .map(|&k| (k, all.placed[k].0, all.placed[k].2))
+        .collect();
+    over.sort_by(|a, b| {
+        chr(&input.jobs[a.1])
+            .total_cmp(&chr(&input.jobs[b.1]))
+            .then(a.0.cmp(&b.0))
+    });
+    make_room(input, &grid.free[n], job, st, over)
+}
+
+/// The fewest of the runs `over` (key, job, start) on one node, taken in the order given and
+/// skipping those that do not help, that must step aside for `job` to run from `st` on a node
+/// with `free` units per slot; None when even all of them would not make room.
+fn make_room<K>(
+    input: &PlanInput,
+    free: &[u32],
+    job: &PlanJob,
+    st: usize,
+    over: impl IntoIterator<Item = (K, usize, usize)>,
+) -> Option<Vec<K>> {
     let len = job.slots();
     let mut need: Vec<u32> = (st..st + len)
-        .map(|t| job.units.saturating_sub(grid.free[n][t]))
+        .map(|t| job.units.saturating_sub(free[t]))
         .collect();
-    let mut over: Vec<usize> = on_node[n]
-        .iter()
-        .copied()
-        .filter(|&k| Some(k) != except)
-        .filter(|&k| {
-            let (j, _, s, _) = all.placed[k];
-            s < st + len && st < s + input.jobs[j].slots()
-        })
-        .collect();
-    over.sort_by(|&a, &b| {
-        chr(&input.jobs[all.placed[a].0])
-            .total_cmp(&chr(&input.jobs[all.placed[b].0]))
-            .then(a.cmp(&b))
-    });
     let mut chosen = Vec::new();
-    for k in over {
+    for (key, j, s) in over {
         if need.iter().all(|&x| x == 0) {
             break;
         }
-        let (j, _, s, _) = all.placed[k];
         let (a, b) = (s.max(st), (s + input.jobs[j].slots()).min(st + len));
         if (a..b).any(|t| need[t - st] > 0) {
             for t in a..b {
                 need[t - st] = need[t - st].saturating_sub(input.jobs[j].units);
             }
-            chosen.push(k);
+            chosen.push(key);
         }
     }
     need.iter().all(|&x| x == 0).then_some(chosen)
