@@ -23,6 +23,8 @@ pub struct JobArgs {
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub stack: StackTables,
 }
 
 #[derive(Args)]
@@ -34,6 +36,8 @@ pub struct PriorityArgs {
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub stack: StackTables,
 }
 
 #[derive(Args)]
@@ -43,6 +47,36 @@ pub struct NodeArgs {
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Act on a deployed stack's nodes table (stack output NodesTableName) instead of the
+    /// local database.
+    #[arg(long)]
+    pub table: Option<String>,
+}
+
+/// A deployed stack's tables, to act on instead of the local database.
+#[derive(Args)]
+pub struct StackTables {
+    /// Act on a deployed stack instead of the local database: its backlog table (stack output
+    /// BacklogTableName), with --dispatches-table and --nodes-table.
+    #[arg(long, requires_all = ["dispatches_table", "nodes_table"])]
+    pub backlog_table: Option<String>,
+    /// The stack's dispatches table (DispatchesTableName), with --backlog-table.
+    #[arg(long, requires = "backlog_table")]
+    pub dispatches_table: Option<String>,
+    /// The stack's nodes table (NodesTableName), with --backlog-table.
+    #[arg(long, requires = "backlog_table")]
+    pub nodes_table: Option<String>,
+}
+
+impl StackTables {
+    /// (backlog, dispatches, nodes) when a stack was named.
+    fn names(&self) -> Option<(&str, &str, &str)> {
+        Some((
+            self.backlog_table.as_deref()?,
+            self.dispatches_table.as_deref()?,
+            self.nodes_table.as_deref()?,
+        ))
+    }
 }
 
 /// The local store and its simulated time; a missing database is an error, not a new one.
@@ -60,11 +94,12 @@ fn open_existing(db: &Path) -> Result<(Arc<SqliteStore>, chrono::DateTime<Utc>)>
 
 /// hold, release, cancel, complete (and priority via [`priority`]).
 pub async fn job_action(db: &Path, action: &str, args: JobArgs) -> Result<ExitCode> {
-    act(db, action, &args.job, None, args.json).await
+    act(db, action, &args.job, None, args.json, &args.stack).await
 }
 
 pub async fn priority(db: &Path, args: PriorityArgs) -> Result<ExitCode> {
-    act(db, "priority", &args.job, Some(args.priority), args.json).await
+    let n = Some(args.priority);
+    act(db, "priority", &args.job, n, args.json, &args.stack).await
 }
 
 async fn act(
@@ -73,10 +108,19 @@ async fn act(
     job: &str,
     n: Option<i64>,
     as_json: bool,
+    stack: &StackTables,
 ) -> Result<ExitCode> {
     let action = parse_action(action, n)?;
-    let (store, now) = open_existing(db)?;
-    let out = control_job(store.as_ref(), job, action, now).await?;
+    let out = match stack.names() {
+        #[cfg(feature = "aws")]
+        Some(tables) => crate::remote::control_job(tables, job, action).await?,
+        #[cfg(not(feature = "aws"))]
+        Some(_) => return crate::local::no_aws("--backlog-table"),
+        None => {
+            let (store, now) = open_existing(db)?;
+            control_job(store.as_ref(), job, action, now).await?
+        }
+    };
     if as_json {
         println!("{}", json!(out));
     } else {
@@ -99,8 +143,16 @@ async fn act(
 }
 
 pub async fn drain(db: &Path, args: NodeArgs, drained: bool) -> Result<ExitCode> {
-    let (store, _) = open_existing(db)?;
-    let out = set_drained(store.as_ref(), &args.node, drained).await?;
+    let out = match &args.table {
+        #[cfg(feature = "aws")]
+        Some(table) => crate::remote::set_drained(table, &args.node, drained).await?,
+        #[cfg(not(feature = "aws"))]
+        Some(_) => return crate::local::no_aws("--table"),
+        None => {
+            let (store, _) = open_existing(db)?;
+            set_drained(store.as_ref(), &args.node, drained).await?
+        }
+    };
     if args.json {
         println!("{}", json!(out));
     } else {
@@ -121,6 +173,11 @@ pub async fn drain(db: &Path, args: NodeArgs, drained: bool) -> Result<ExitCode>
 }
 
 pub async fn explain_job(db: &Path, args: JobArgs) -> Result<ExitCode> {
+    if args.stack.names().is_some() {
+        bail!(
+            "explain reads the local database only; against a stack, use the dashboard's job view"
+        );
+    }
     let (store, now) = open_existing(db)?;
     let Some(record) = store
         .all_jobs()

@@ -54,7 +54,7 @@ fn read_input(file: &str) -> Result<String> {
 }
 
 #[cfg(not(feature = "aws"))]
-fn no_aws<T>(flag: &str) -> Result<T> {
+pub fn no_aws<T>(flag: &str) -> Result<T> {
     bail!("{flag} needs AWS support: build grd with `--features aws` (cargo install --path cli --features aws)")
 }
 

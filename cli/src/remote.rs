@@ -4,7 +4,9 @@
 use anyhow::{Context, Result};
 use grd::adapters::dynamodb::{DynamoStore, Tables};
 use grd::adapters::sqs::JobQueue;
+use grd::app::control::DrainOutcome;
 use grd::app::ingest_jobs::IngestReport;
+use grd::domain::dispatch::{ControlOutcome, JobAction};
 use grd::domain::job::Job;
 use grd::domain::node::Node;
 use grd::ports::NodeStore;
@@ -58,14 +60,11 @@ pub async fn submit(queue_url: &str, text: &str, as_json: bool) -> Result<bool> 
 
 /// Dispatch records of a deployed stack.
 pub async fn status(dispatches_table: &str, as_json: bool) -> Result<()> {
-    let conf = grd::aws::sdk_config().await;
-    let store = DynamoStore::new(
-        aws_sdk_dynamodb::Client::new(&conf),
-        Tables {
-            dispatches: Some(dispatches_table.to_string()),
-            ..Tables::default()
-        },
-    );
+    let store = stack_store(Tables {
+        dispatches: Some(dispatches_table.to_string()),
+        ..Tables::default()
+    })
+    .await;
     let records = store.scan_dispatches().await?;
     if as_json {
         println!("{}", json!({ "dispatches": records }));
@@ -93,18 +92,49 @@ pub async fn status(dispatches_table: &str, as_json: bool) -> Result<()> {
 
 /// Writes node definitions into a deployed stack's nodes table and lists what it holds.
 pub async fn nodes(nodes_table: &str, load: Option<Vec<Node>>, as_json: bool) -> Result<()> {
-    let conf = grd::aws::sdk_config().await;
-    let store = DynamoStore::new(
-        aws_sdk_dynamodb::Client::new(&conf),
-        Tables {
-            nodes: Some(nodes_table.to_string()),
-            ..Tables::default()
-        },
-    );
+    let store = stack_store(Tables {
+        nodes: Some(nodes_table.to_string()),
+        ..Tables::default()
+    })
+    .await;
     for node in load.unwrap_or_default() {
         store.put_node(&node).await?;
     }
     let nodes = store.nodes().await?;
     crate::local::print_nodes(&nodes, as_json);
     Ok(())
+}
+
+/// A DynamoDB store over a deployed stack's tables.
+async fn stack_store(tables: Tables) -> DynamoStore {
+    let conf = grd::aws::sdk_config().await;
+    DynamoStore::new(aws_sdk_dynamodb::Client::new(&conf), tables)
+}
+
+/// hold, release, cancel, complete or priority on a job of a deployed stack, at the wall
+/// clock's hour (the stack's dispatcher runs on it).
+pub async fn control_job(
+    tables: (&str, &str, &str),
+    job: &str,
+    action: JobAction,
+) -> Result<ControlOutcome> {
+    let (backlog, dispatches, nodes) = tables;
+    let store = stack_store(Tables {
+        backlog: Some(backlog.to_string()),
+        dispatches: Some(dispatches.to_string()),
+        nodes: Some(nodes.to_string()),
+        ..Tables::default()
+    })
+    .await;
+    Ok(grd::app::control::control_job(&store, job, action, chrono::Utc::now()).await?)
+}
+
+/// Drains or undrains a node in a deployed stack's nodes table.
+pub async fn set_drained(nodes_table: &str, node: &str, drained: bool) -> Result<DrainOutcome> {
+    let store = stack_store(Tables {
+        nodes: Some(nodes_table.to_string()),
+        ..Tables::default()
+    })
+    .await;
+    Ok(grd::app::control::set_drained(&store, node, drained).await?)
 }

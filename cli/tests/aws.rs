@@ -37,8 +37,24 @@ fn json(out: &Output) -> Value {
         .unwrap_or_else(|e| panic!("{e}: {text} / {}", String::from_utf8_lossy(&out.stderr)))
 }
 
+/// A job's status and priority as the stack's backlog holds them.
+async fn job_state(store: &DynamoStore, id: &str) -> (String, u8) {
+    let all = store.all_jobs().await.unwrap();
+    let r = all.into_iter().find(|r| r.job.id.as_str() == id).unwrap();
+    (r.status.to_string(), r.job.priority.get())
+}
+
+async fn is_drained(store: &DynamoStore, node: &str) -> bool {
+    let nodes = store.nodes().await.unwrap();
+    nodes
+        .into_iter()
+        .find(|s| s.node.id == node)
+        .unwrap()
+        .drained
+}
+
 #[tokio::test]
-async fn nodes_submit_and_status_against_a_stack() {
+async fn nodes_submit_status_and_control_against_a_stack() {
     let conf = sdk().await;
     let ddb = aws_sdk_dynamodb::Client::new(&conf);
     let tables = create_tables(&ddb).await;
@@ -97,6 +113,7 @@ async fn nodes_submit_and_status_against_a_stack() {
     assert_eq!(bodies.len(), 2);
 
     // A dispatch record as the dispatcher writes it, then read back through the CLI.
+    let store_tables = tables.clone();
     let store = DynamoStore::new(ddb, tables);
     let job = &bodies[0];
     store.add(job, chrono::Utc::now()).await.unwrap();
@@ -129,4 +146,99 @@ async fn nodes_submit_and_status_against_a_stack() {
     assert_eq!(records[0]["node_id"], node.as_str());
     let text = grd(&["status", "--table", &dispatches_table], "");
     assert!(String::from_utf8_lossy(&text.stdout).contains("1 dispatch records"));
+
+    // Manual control of the stack's jobs and nodes.
+    let backlog_table = store_tables.backlog.clone().unwrap();
+    let stack = [
+        "--backlog-table",
+        backlog_table.as_str(),
+        "--dispatches-table",
+        dispatches_table.as_str(),
+        "--nodes-table",
+        nodes_table.as_str(),
+        "--json",
+    ];
+    let control = |args: &[&str]| grd(&[args, &stack[..]].concat(), "");
+    let other = &bodies[1];
+    store.add(other, chrono::Utc::now()).await.unwrap();
+    let out = control(&["hold", other.id.as_str()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        (json(&out)["from"].as_str(), json(&out)["to"].as_str()),
+        (Some("pending"), Some("held"))
+    );
+    assert_eq!(job_state(&store, other.id.as_str()).await.0, "held");
+    let out = control(&["priority", other.id.as_str(), "0"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        job_state(&store, other.id.as_str()).await,
+        ("held".to_string(), 0)
+    );
+    let out = control(&["release", other.id.as_str()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(job_state(&store, other.id.as_str()).await.0, "pending");
+    // A request that does not apply fails and says why; nothing changes.
+    let out = control(&["release", other.id.as_str()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot release"));
+    assert_eq!(job_state(&store, other.id.as_str()).await.0, "pending");
+    // Cancelling the dispatched job gives back every node-hour it held.
+    let before: u32 = store
+        .reservations(h, h.plus(job.slots() as i64))
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.2)
+        .sum();
+    let out = control(&["cancel", job.id.as_str()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let freed = u64::from(job.units) * job.slots() as u64;
+    assert_eq!(json(&out)["freed_unit_hours"].as_u64(), Some(freed));
+    assert_eq!(job_state(&store, job.id.as_str()).await.0, "cancelled");
+    let after: u32 = store
+        .reservations(h, h.plus(job.slots() as i64))
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.2)
+        .sum();
+    assert_eq!(u64::from(before - after), freed);
+    // The tables go together.
+    let out = grd(
+        &["hold", other.id.as_str(), "--backlog-table", &backlog_table],
+        "",
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--dispatches-table"));
+    // Drain and undrain a node.
+    let out = grd(&["drain", &node, "--table", &nodes_table, "--json"], "");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(json(&out)["drained"].as_bool(), Some(true));
+    assert!(is_drained(&store, &node).await);
+    let out = grd(&["undrain", &node, "--table", &nodes_table], "");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("drained -> in service"));
+    assert!(!is_drained(&store, &node).await);
+    let out = grd(&["drain", "nowhere", "--table", &nodes_table], "");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown node `nowhere`"));
 }
