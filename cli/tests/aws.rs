@@ -31,6 +31,14 @@ fn grd(args: &[&str], stdin: &str) -> Output {
     child.wait_with_output().unwrap()
 }
 
+fn succeeded(out: &Output) {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 fn json(out: &Output) -> Value {
     let text = String::from_utf8_lossy(&out.stdout);
     serde_json::from_str(text.lines().last().unwrap_or_default())
@@ -42,6 +50,12 @@ async fn job_state(store: &DynamoStore, id: &str) -> (String, u8) {
     let all = store.all_jobs().await.unwrap();
     let r = all.into_iter().find(|r| r.job.id.as_str() == id).unwrap();
     (r.status.to_string(), r.job.priority.get())
+}
+
+/// Units reserved on all nodes over the hours `from..to`.
+async fn reserved(store: &DynamoStore, (from, to): (Hour, Hour)) -> u32 {
+    let r = store.reservations(from, to).await.unwrap();
+    r.iter().map(|(_, _, units)| units).sum()
 }
 
 async fn is_drained(store: &DynamoStore, node: &str) -> bool {
@@ -74,11 +88,7 @@ async fn nodes_submit_status_and_control_against_a_stack() {
         ],
         "",
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeded(&out);
     assert_eq!(json(&out)["nodes"].as_array().unwrap().len(), 2);
 
     let lines = r#"{"id":"q-1","priority":1,"compute_hours":2,"deadline":"2099-01-01T00:00:00Z"}
@@ -135,11 +145,7 @@ async fn nodes_submit_status_and_control_against_a_stack() {
         grd::ports::Committed::Committed
     );
     let out = grd(&["status", "--table", &dispatches_table, "--json"], "");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeded(&out);
     let records = json(&out)["dispatches"].as_array().unwrap().clone();
     assert_eq!(records.len(), 1);
     assert_eq!(records[0]["job_id"], job.id.as_str());
@@ -162,32 +168,20 @@ async fn nodes_submit_status_and_control_against_a_stack() {
     let other = &bodies[1];
     store.add(other, chrono::Utc::now()).await.unwrap();
     let out = control(&["hold", other.id.as_str()]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeded(&out);
     assert_eq!(
         (json(&out)["from"].as_str(), json(&out)["to"].as_str()),
         (Some("pending"), Some("held"))
     );
     assert_eq!(job_state(&store, other.id.as_str()).await.0, "held");
     let out = control(&["priority", other.id.as_str(), "0"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeded(&out);
     assert_eq!(
         job_state(&store, other.id.as_str()).await,
         ("held".to_string(), 0)
     );
     let out = control(&["release", other.id.as_str()]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeded(&out);
     assert_eq!(job_state(&store, other.id.as_str()).await.0, "pending");
     // A request that does not apply fails and says why; nothing changes.
     let out = control(&["release", other.id.as_str()]);
@@ -195,29 +189,14 @@ async fn nodes_submit_status_and_control_against_a_stack() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot release"));
     assert_eq!(job_state(&store, other.id.as_str()).await.0, "pending");
     // Cancelling the dispatched job gives back every node-hour it held.
-    let before: u32 = store
-        .reservations(h, h.plus(job.slots() as i64))
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.2)
-        .sum();
+    let hours = (h, h.plus(job.slots() as i64));
+    let before = reserved(&store, hours).await;
     let out = control(&["cancel", job.id.as_str()]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeded(&out);
     let freed = u64::from(job.units) * job.slots() as u64;
     assert_eq!(json(&out)["freed_unit_hours"].as_u64(), Some(freed));
     assert_eq!(job_state(&store, job.id.as_str()).await.0, "cancelled");
-    let after: u32 = store
-        .reservations(h, h.plus(job.slots() as i64))
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.2)
-        .sum();
+    let after = reserved(&store, hours).await;
     assert_eq!(u64::from(before - after), freed);
     // The tables go together.
     let out = grd(
@@ -228,11 +207,7 @@ async fn nodes_submit_status_and_control_against_a_stack() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("--dispatches-table"));
     // Drain and undrain a node.
     let out = grd(&["drain", &node, "--table", &nodes_table, "--json"], "");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeded(&out);
     assert_eq!(json(&out)["drained"].as_bool(), Some(true));
     assert!(is_drained(&store, &node).await);
     let out = grd(&["undrain", &node, "--table", &nodes_table], "");
