@@ -35,7 +35,9 @@
 //! The flow relaxation lets a run hop to whichever node is cheapest each hour. The
 //! Lagrangian one ([`lagrangian_bound_of`]) keeps each job's run whole on one node and
 //! relaxes the node-slot capacities instead; [`lower_bound_of`] takes the better of the two,
-//! and the Lagrangian one alone when the flow graph is too large ([`FLOW_ARC_LIMIT`]).
+//! and the Lagrangian one alone when the flow graph is too large ([`FLOW_ARC_LIMIT`]). Its
+//! multiplier search starts from the flow relaxation's optimal capacity prices when that was
+//! solved, where its value is already at least the flow bound.
 
 use super::PlanInput;
 use std::cmp::Ordering;
@@ -115,9 +117,20 @@ pub fn lower_bound_of(input: &PlanInput, include: impl Fn(usize) -> bool) -> Bou
         .sum();
     let work = Dual::new(input, &include).work().max(1);
     let rounds = (LAGRANGIAN_WORK / work).clamp(40, LAGRANGIAN_ROUNDS);
-    let lagrangian = lagrangian_search(input, &include, rounds, None, None);
-    let mut b = if arcs <= FLOW_ARC_LIMIT {
-        flow_bound_of(input, &include)
+    let flow = (arcs <= FLOW_ARC_LIMIT).then(|| flow_bound_of(input, &include));
+    // The flow relaxation's capacity prices start the search: the Lagrangian value there is
+    // already at least the flow bound.
+    let start = flow.as_ref().map(|f| f.multipliers.as_slice());
+    // Near the optimum already, the level rule refines; from zero, Polyak's long steps
+    // toward the schedule's cost climb faster.
+    let rule = if start.is_some() {
+        Rule::Level
+    } else {
+        Rule::Polyak
+    };
+    let lagrangian = lagrangian_search(input, &include, rounds, None, start, rule);
+    let mut b = if let Some(flow) = flow {
+        flow
     } else {
         Bound {
             usd: f64::NEG_INFINITY,
@@ -195,14 +208,20 @@ pub fn flow_bound_of(input: &PlanInput, include: impl Fn(usize) -> bool) -> Boun
     let rt = |r: usize, t: usize| 2 + r * horizon + t;
     let any = |t: usize| 2 + regions.len() * horizon + t;
     let mut g = Graph::new(2 + (regions.len() + 1) * horizon);
-    for node in &input.nodes {
-        let r = region_ix[node.region.as_str()];
-        for t in 0..horizon {
-            if node.free[t] > 0 {
-                g.add(rt(r, t), 1, f64::from(node.free[t]), node.usd_per_chr[t]);
-            }
-        }
-    }
+    // The arc of each node and slot (None where nothing is free).
+    let node_arcs: Vec<Vec<Option<usize>>> = input
+        .nodes
+        .iter()
+        .map(|node| {
+            let r = region_ix[node.region.as_str()];
+            (0..horizon)
+                .map(|t| {
+                    (node.free[t] > 0)
+                        .then(|| g.add(rt(r, t), 1, f64::from(node.free[t]), node.usd_per_chr[t]))
+                })
+                .collect()
+        })
+        .collect();
     let mut any_used = false;
     let mut class_list: Vec<_> = classes.into_iter().collect();
     class_list.sort_by(|a, b| a.0.cmp(&b.0));
@@ -235,6 +254,22 @@ pub fn flow_bound_of(input: &PlanInput, include: impl Fn(usize) -> bool) -> Boun
         }
     }
     let usd = g.min_cost_flow(0, 1);
+    // Capacity prices of the optimal flow: with potentials `pi` no residual arc has a
+    // negative reduced cost, and a node-slot arc's price is what its reduced cost falls below
+    // zero (it is then full).
+    let pi = g.potentials();
+    let multipliers = node_arcs
+        .iter()
+        .zip(&regions_of(input, &region_ix))
+        .map(|(arcs, &r)| {
+            arcs.iter()
+                .enumerate()
+                .map(|(t, arc)| {
+                    arc.map_or(0.0, |a| (pi[1] - pi[rt(r, t)] - g.arcs[a].cost).max(0.0))
+                })
+                .collect()
+        })
+        .collect();
     let mut unserved_chr = [0.0; 10];
     let mut penalty_usd = 0.0;
     for (prio, arc) in unserved_arcs {
@@ -250,8 +285,17 @@ pub fn flow_bound_of(input: &PlanInput, include: impl Fn(usize) -> bool) -> Boun
         flow_usd: Some(usd),
         lagrangian_usd: f64::NEG_INFINITY,
         lagrangian_rounds: 0,
-        multipliers: Vec::new(),
+        multipliers,
     }
+}
+
+/// Each node's region index.
+fn regions_of(input: &PlanInput, region_ix: &HashMap<&str, usize>) -> Vec<usize> {
+    input
+        .nodes
+        .iter()
+        .map(|n| region_ix[n.region.as_str()])
+        .collect()
 }
 
 /// The lower bound over every eligible job.
@@ -261,11 +305,11 @@ pub fn lower_bound(input: &PlanInput) -> Bound {
 
 /// Subgradient rounds of the Lagrangian bound at most (fewer on large instances, see
 /// [`LAGRANGIAN_WORK`]).
-pub const LAGRANGIAN_ROUNDS: usize = 300;
+pub const LAGRANGIAN_ROUNDS: usize = 3000;
 
 /// Budget of (job, node, start) evaluations for the Lagrangian bound in [`lower_bound_of`]:
 /// an instance whose one round costs more gets fewer rounds (at least 40).
-pub const LAGRANGIAN_WORK: usize = 4_000_000_000;
+pub const LAGRANGIAN_WORK: usize = 12_000_000_000;
 
 /// A Lagrangian bound and the multipliers (USD per unit-hour, per node and slot) that gave it.
 #[derive(Debug, Clone, PartialEq)]
@@ -454,7 +498,7 @@ pub fn lagrangian_bound_of(
     include: impl Fn(usize) -> bool,
     rounds: usize,
 ) -> Lagrangian {
-    lagrangian_search(input, &include, rounds, None, None)
+    lagrangian_search(input, &include, rounds, None, None, Rule::Polyak)
 }
 
 /// The Lagrangian value at the given multipliers (negative ones count as 0): a lower bound
@@ -478,7 +522,7 @@ pub fn lagrangian_value(
 pub(crate) fn lagrangian_multipliers(input: &PlanInput, work: usize, upper: f64) -> Vec<Vec<f64>> {
     let per_round = Dual::new(input, &|_| true).work().max(1);
     let rounds = (work / per_round).clamp(20, 100);
-    lagrangian_search(input, &|_| true, rounds, Some(upper), None).lambda
+    lagrangian_search(input, &|_| true, rounds, Some(upper), None, Rule::Polyak).lambda
 }
 
 /// Multipliers of the right shape, non-negative (zero where not given).
@@ -500,16 +544,41 @@ fn clean_lambda(input: &PlanInput, horizon: usize, lambda: Option<&[Vec<f64>]>) 
         .collect()
 }
 
-/// The subgradient search: Polyak steps `mu x (upper - value) / |g|^2` toward `upper` (the
-/// penalised cost of a schedule; the greedy one's when None), `mu` halved, and the search
-/// sent back to the best multipliers, after rounds without progress; from `start` (zero when
-/// None).
+/// How the subgradient search sets its steps.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Rule {
+    /// Polyak steps `mu x (upper - value) / |g|^2`, `mu` from 1, halved after a few rounds
+    /// without progress (3 to 8, by the rounds allowed); stops when `mu` < 1e-5. Quick to
+    /// give congestion prices for a heuristic, but with `upper` far above the optimum its
+    /// steps overshoot and it stalls below it.
+    Polyak,
+    /// Target level steps `(min(upper, best + delta x |best|) - value) / |d|^2` along a
+    /// deflected direction `d = g + DEFLECTION x d_prev`; `delta` from [`LEVEL_DELTA`],
+    /// halved after [`LEVEL_PATIENCE`] rounds without progress; stops when `delta` < 1e-6.
+    /// Does not depend on how good `upper` is: the bound's rule.
+    Level,
+}
+
+/// First target of the level rule above the best value so far, as a share of it.
+const LEVEL_DELTA: f64 = 0.05;
+/// Rounds without a new best value after which the level rule halves its target share.
+const LEVEL_PATIENCE: usize = 50;
+/// Share of the previous direction the level rule keeps in the next one.
+const DEFLECTION: f64 = 0.5;
+
+/// The subgradient search, from `start` (zero when None), with steps by `rule` (see [`Rule`])
+/// toward `upper` (the penalised cost of a schedule; the better of `greedy-time-aware` and
+/// `optimized` when None). `g` is the capacity overuse, cut to what can move `lambda` within
+/// `lambda >= 0`. After rounds without a new best value the step factor shrinks and the
+/// search goes back to the best multipliers; it stops after `rounds` rounds, when the factor
+/// is spent or when nothing is overused (then `lambda` is optimal).
 fn lagrangian_search(
     input: &PlanInput,
     include: &dyn Fn(usize) -> bool,
     rounds: usize,
     upper: Option<f64>,
     start: Option<&[Vec<f64>]>,
+    rule: Rule,
 ) -> Lagrangian {
     let d = Dual::new(input, include);
     let horizon = d.horizon;
@@ -521,18 +590,21 @@ fn lagrangian_search(
             rounds: 0,
         };
     }
-    // An upper bound for the step size: every job at its penalty.
+    // An upper bound for the target: every job at its penalty.
     let ceiling: f64 = d.jobs.iter().map(|x| x.penalty).sum();
     let jobs: Vec<usize> = d.jobs.iter().map(|x| x.j).collect();
     let upper = upper
         .unwrap_or_else(|| greedy_upper_bound(input, &jobs))
         .min(ceiling);
+    let (mut factor, floor, patience, deflection) = match rule {
+        Rule::Polyak => (1.0, 1e-5, (rounds / 25).clamp(3, 8), 0.0),
+        Rule::Level => (LEVEL_DELTA, 1e-6, LEVEL_PATIENCE, DEFLECTION),
+    };
     let mut used = vec![vec![0.0; horizon]; input.nodes.len()];
+    let mut dir = used.clone();
     let mut best = f64::NEG_INFINITY;
     let mut best_lambda = lambda.clone();
     let mut best_used = used.clone();
-    let mut mu = 1.0;
-    let patience = (rounds / 25).clamp(3, 8);
     let mut stale = 0;
     let mut ran = 0;
     for round in 0..rounds.max(1) {
@@ -546,34 +618,39 @@ fn lagrangian_search(
         } else {
             stale += 1;
             if stale >= patience {
-                mu /= 2.0;
+                factor /= 2.0;
                 stale = 0;
                 lambda.clone_from(&best_lambda);
                 used.clone_from(&best_used);
+                dir.iter_mut()
+                    .for_each(|d| d.iter_mut().for_each(|x| *x = 0.0));
                 value = best;
             }
         }
-        if round + 1 >= rounds || mu < 1e-5 {
+        if round + 1 >= rounds || factor < floor {
             break;
         }
         let mut norm = 0.0;
         for (n, node) in input.nodes.iter().enumerate() {
             for t in 0..horizon {
-                let g = used[n][t] - f64::from(node.free[t]);
-                if g > 0.0 || lambda[n][t] > 0.0 {
-                    norm += g * g;
+                let mut g = used[n][t] - f64::from(node.free[t]);
+                if g < 0.0 && lambda[n][t] <= 0.0 {
+                    g = 0.0;
                 }
+                dir[n][t] = g + deflection * dir[n][t];
+                norm += dir[n][t] * dir[n][t];
             }
         }
         if norm <= 1e-12 {
             break;
         }
-        let target = (upper - value).max(best.abs() * 1e-4).max(1e-9);
-        let step = mu * target / norm;
-        for (n, node) in input.nodes.iter().enumerate() {
-            for t in 0..horizon {
-                let g = used[n][t] - f64::from(node.free[t]);
-                lambda[n][t] = (lambda[n][t] + step * g).max(0.0);
+        let step = match rule {
+            Rule::Polyak => factor * (upper - value).max(best.abs() * 1e-4).max(1e-9),
+            Rule::Level => ((best + factor * best.abs().max(1.0)).min(upper) - value).max(1e-9),
+        } / norm;
+        for (l, dn) in lambda.iter_mut().zip(&dir) {
+            for (x, dx) in l.iter_mut().zip(dn) {
+                *x = (*x + step * dx).max(0.0);
             }
         }
     }
@@ -766,6 +843,36 @@ impl Graph {
                 }
             }
         }
+    }
+
+    /// Potentials under which no arc with room has a negative reduced cost: shortest path
+    /// lengths from a root joined to every node at cost 0 (Bellman-Ford, queue-based). After
+    /// [`Graph::min_cost_flow`] there is no negative cycle, so these are optimal duals.
+    fn potentials(&self) -> Vec<f64> {
+        let n = self.out.len();
+        let mut pot = vec![0.0; n];
+        let mut queue: std::collections::VecDeque<usize> = (0..n).collect();
+        let mut inq = vec![true; n];
+        // Rounding could in principle leave a tiny negative cycle: stop after 64 pops a node.
+        let mut budget = n.saturating_mul(64).max(1);
+        while let Some(u) = queue.pop_front() {
+            inq[u] = false;
+            for &a in &self.out[u] {
+                let arc = &self.arcs[a];
+                if arc.cap > EPS && pot[u] + arc.cost < pot[arc.to] - 1e-9 {
+                    pot[arc.to] = pot[u] + arc.cost;
+                    if !inq[arc.to] {
+                        inq[arc.to] = true;
+                        queue.push_back(arc.to);
+                    }
+                }
+            }
+            budget -= 1;
+            if budget == 0 {
+                break;
+            }
+        }
+        pot
     }
 
     fn dfs(
@@ -984,6 +1091,54 @@ mod tests {
                 assert!(v <= sub_opt + 1e-6, "seed {seed}: subset {v} > {sub_opt}");
             }
         }
+    }
+
+    #[test]
+    fn the_flow_relaxation_prices_capacity_at_its_optimal_duals() {
+        // At the flow's capacity prices the Lagrangian value (whole runs, a harder
+        // subproblem) is at least the flow bound, so the search starting there keeps it.
+        for seed in 0..300 {
+            let input = random_input(seed, false);
+            let flow = flow_bound_of(&input, |_| true);
+            let at_flow = lagrangian_value(&input, |_| true, &flow.multipliers);
+            assert!(
+                at_flow >= flow.usd - 1e-6,
+                "seed {seed}: {at_flow} < flow {}",
+                flow.usd
+            );
+            let b = lower_bound(&input);
+            assert!(b.lagrangian_usd >= flow.usd - 1e-6, "seed {seed}: {b:?}");
+        }
+        // One node of 1 unit, prices 1 then 5, two 1-unit 1-h jobs: the flow pays 1 + 5 and
+        // prices slot 0 at 4 above slot 1, where a job is indifferent between them.
+        let node = SlotNode {
+            node_id: "a".into(),
+            region: "r".into(),
+            capacity_units: 1,
+            usd_per_chr: vec![1.0, 5.0],
+            free: vec![1, 1],
+        };
+        let job = |id: &str, seq| PlanJob {
+            id: JobId::try_from(id.to_string()).unwrap(),
+            priority: Priority::try_from(2).unwrap(),
+            units: 1,
+            compute_hours: 1.0,
+            fractions: vec![1.0],
+            latest_start: 1,
+            regions: vec![],
+            seq,
+        };
+        let input = PlanInput {
+            now: Hour(0),
+            starts: 2,
+            nodes: vec![node],
+            jobs: vec![job("x", 0), job("y", 1)],
+        };
+        let flow = flow_bound_of(&input, |_| true);
+        assert!((flow.usd - 6.0).abs() < 1e-9, "{flow:?}");
+        let l = &flow.multipliers[0];
+        assert!((l[0] - l[1] - 4.0).abs() < 1e-9, "{l:?}");
+        assert!((lagrangian_value(&input, |_| true, &flow.multipliers) - 6.0).abs() < 1e-9);
     }
 
     #[test]

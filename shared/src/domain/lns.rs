@@ -122,7 +122,9 @@ pub(super) fn ruin_recreate(
         .map(|(i, _)| *i)
         .collect();
     open.sort_by_key(|&i| (jobs[i].priority, jobs[i].latest_start, jobs[i].seq));
-    let penalty = |i: usize| chr(&jobs[i]) * flow::penalty_per_chr(input, jobs[i].priority.get());
+    // USD per compute-hour left out, by priority (computed once: it scans every price).
+    let per_chr: Vec<f64> = (0..=10).map(|p| flow::penalty_per_chr(input, p)).collect();
+    let penalty = |i: usize| chr(&jobs[i]) * per_chr[usize::from(jobs[i].priority.get().min(10))];
     let mut on_node: Vec<Vec<usize>> = vec![Vec::new(); input.nodes.len()];
     let mut placed: Vec<usize> = Vec::with_capacity(all.placed.len());
     for &(i, n, _, _) in &all.placed {
