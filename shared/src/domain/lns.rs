@@ -10,13 +10,17 @@
 //!
 //! A round is kept when the cost plus the penalty of the jobs left out did not rise and every
 //! lifted job found a place again, or, when some did not, the total fell and each of those
-//! is less urgent than a job that gained a place in the round. Otherwise the grid is put back
-//! as it was. So a job loses its place only to a more urgent one.
+//! is less urgent than a job that gained a place in the round, or of the same priority as at
+//! least as many jobs that gained one as lost one. Otherwise the grid is put back as it was.
+//! So a job loses its place only to one at least as urgent, and the jobs of a priority left
+//! out never grow in number for jobs of that priority (a bigger job may take a smaller one's
+//! place: the penalty left out falls).
 //!
 //! The shuffles come from a fixed seed: the same input always gives the same plan.
 
 use super::{
-    cheapest_spots, chr, flow, make_room, pick, screen, Grid, Level, PlanInput, Spot, Unplaced,
+    cheapest_spots, chr, flow, make_room, pick, screen, Grid, Level, PlanInput, Priority, Spot,
+    Unplaced,
 };
 
 /// A job where it stands: (job, node, start).
@@ -281,15 +285,19 @@ pub(super) fn ruin_recreate(
                 None => {}
             }
         }
-        // A job may lose its place only to a more urgent one that gains one.
-        let most_urgent_gain = put
+        // A job may lose its place only to a more urgent one that gains one, or to one of
+        // its own priority when as many of that priority gain a place as lose one.
+        let gains: Vec<Priority> = put
             .iter()
             .filter(|p| at[p.0].is_none())
             .map(|p| jobs[p.0].priority)
-            .min();
-        let fair = dropped
-            .iter()
-            .all(|&j| most_urgent_gain.is_some_and(|g| g < jobs[j].priority));
+            .collect();
+        let fair = dropped.iter().all(|&j| {
+            let pj = jobs[j].priority;
+            gains.iter().any(|&g| g < pj)
+                || gains.iter().filter(|&&g| g == pj).count()
+                    >= dropped.iter().filter(|&&d| jobs[d].priority == pj).count()
+        });
         let keep = if dropped.is_empty() {
             delta - gained <= 1e-9
         } else {
@@ -337,7 +345,7 @@ pub(super) fn ruin_recreate(
         })
         .collect();
     all.unplaced.retain(|(i, _)| at[*i].is_none());
-    // Jobs that lost their place to a more urgent one.
+    // Jobs that lost their place to one at least as urgent.
     let mut listed = vec![false; jobs.len()];
     all.unplaced.iter().for_each(|u| listed[u.0] = true);
     for &i in &open {
@@ -414,10 +422,71 @@ mod tests {
         assert_eq!(grid.free, vec![vec![0], vec![1]]);
     }
 
+    #[test]
+    fn a_bigger_job_takes_the_place_of_one_smaller_job_of_its_priority_but_not_of_two() {
+        // One node of 2 units, one slot at $1. Placed: 1-unit jobs of priority 5 (one, or
+        // two); left out: a 2-unit job of priority 5, whose penalty is twice a small one's.
+        let job = |id: &str, units: u32, seq: u64| PlanJob {
+            id: JobId::try_from(id.to_string()).unwrap(),
+            priority: Priority::try_from(5).unwrap(),
+            units,
+            compute_hours: f64::from(units),
+            fractions: vec![1.0],
+            latest_start: 0,
+            regions: Vec::new(),
+            seq,
+        };
+        for smalls in [1usize, 2] {
+            let mut jobs = vec![job("big", 2, 0)];
+            jobs.extend((0..smalls).map(|k| job(&format!("small{k}"), 1, 1 + k as u64)));
+            let input = PlanInput {
+                now: Hour(0),
+                starts: 1,
+                nodes: vec![SlotNode {
+                    node_id: "a".into(),
+                    region: "r".into(),
+                    capacity_units: 2,
+                    usd_per_chr: vec![1.0],
+                    free: vec![2],
+                }],
+                jobs,
+            };
+            let mut grid = Grid::new(&input);
+            let mut all = Level {
+                placed: Vec::new(),
+                unplaced: vec![(0, Unplaced::NoCapacityBeforeDeadline)],
+                cost: 0.0,
+            };
+            for i in 1..=smalls {
+                grid.reserve(0, 0, &input.jobs[i]);
+                all.placed.push((i, 0, 0, None));
+                all.cost += 1.0;
+            }
+            let was = penalised(&input, &all);
+            ruin_recreate(&input, &mut grid, &mut all, 0, 200);
+            let placed: Vec<usize> = all.placed.iter().map(|p| p.0).collect();
+            if smalls == 1 {
+                // One for one: fewer compute-hours left out.
+                assert_eq!(placed, vec![0]);
+                assert!(penalised(&input, &all) < was);
+                assert_eq!(
+                    all.unplaced.iter().map(|u| u.0).collect::<Vec<_>>(),
+                    vec![1]
+                );
+            } else {
+                // Two jobs of priority 5 would lose their place for one: kept as it was.
+                let mut placed = placed;
+                placed.sort_unstable();
+                assert_eq!(placed, vec![1, 2]);
+                assert!((penalised(&input, &all) - was).abs() < 1e-9);
+            }
+        }
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(300))]
 
-        /// From the level-by-level plan: a job loses its place only to a more urgent one, the
+        /// From the level-by-level plan: a job loses its place only to one at least as urgent, the
         /// plan stays feasible, its cost is what it says, the grid matches it, and the
         /// penalised cost does not rise.
         #[test]
@@ -430,11 +499,21 @@ mod tests {
             let now: Vec<usize> = all.placed.iter().map(|p| p.0).collect();
             for &i in &before {
                 if !now.contains(&i) {
-                    // Only to a more urgent job that had no place.
+                    // Only to a more urgent job that had no place, or to as many of its
+                    // own priority.
+                    let p = input.jobs[i].priority;
+                    let gained = |q: &dyn Fn(Priority) -> bool| {
+                        now.iter()
+                            .filter(|&&g| !before.contains(&g) && q(input.jobs[g].priority))
+                            .count()
+                    };
+                    let lost = before
+                        .iter()
+                        .filter(|&&g| !now.contains(&g) && input.jobs[g].priority == p)
+                        .count();
                     prop_assert!(
-                        now.iter().any(|&g| !before.contains(&g)
-                            && input.jobs[g].priority < input.jobs[i].priority),
-                        "job {i} lost its place to no more urgent job"
+                        gained(&|g| g < p) > 0 || gained(&|g| g == p) >= lost,
+                        "job {i} lost its place to no job at least as urgent"
                     );
                 }
             }
