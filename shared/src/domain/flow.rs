@@ -516,6 +516,24 @@ pub fn lagrangian_value(
     d.eval(&clean_lambda(input, d.horizon, Some(lambda)), None)
 }
 
+/// A Lagrangian bound over the jobs `include` selects, for scoring a schedule of them that
+/// costs `upper`: Polyak steps from zero toward `upper`, as many rounds as `work` (job, node,
+/// start) evaluations allow (10 to 300), or the value at `multipliers` (found for a larger
+/// set of jobs) when that is higher.
+pub fn lagrangian_bound_within(
+    input: &PlanInput,
+    include: impl Fn(usize) -> bool,
+    multipliers: &[Vec<f64>],
+    upper: f64,
+    work: usize,
+) -> f64 {
+    let per_round = Dual::new(input, &include).work().max(1);
+    let rounds = (work / per_round).clamp(10, 300);
+    lagrangian_search(input, &include, rounds, Some(upper), None, Rule::Polyak)
+        .usd
+        .max(lagrangian_value(input, &include, multipliers))
+}
+
 /// Multipliers after subgradient steps toward `upper` (the penalised cost of a schedule
 /// over all jobs), as many as `work` (job, node, start) evaluations allow (20 to 100), for
 /// pricing congestion in a heuristic.
