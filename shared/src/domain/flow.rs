@@ -566,14 +566,16 @@ fn clean_lambda(input: &PlanInput, horizon: usize, lambda: Option<&[Vec<f64>]>) 
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Rule {
     /// Polyak steps `mu x (upper - value) / |g|^2`, `mu` from 1, halved after a few rounds
-    /// without progress (3 to 8, by the rounds allowed); stops when `mu` < 1e-5. Quick to
-    /// give congestion prices for a heuristic, but with `upper` far above the optimum its
-    /// steps overshoot and it stalls below it.
+    /// without progress (3 to 8, by the rounds allowed); stops when `mu` < 1e-5. Long steps
+    /// while the value is far below `upper`: quick from zero (congestion prices for a
+    /// heuristic, the bound on large), but it stalls below the optimum when `upper` is far
+    /// above it.
     Polyak,
     /// Target level steps `(min(upper, best + delta x |best|) - value) / |d|^2` along a
     /// deflected direction `d = g + DEFLECTION x d_prev`; `delta` from [`LEVEL_DELTA`],
     /// halved after [`LEVEL_PATIENCE`] rounds without progress; stops when `delta` < 1e-6.
-    /// Does not depend on how good `upper` is: the bound's rule.
+    /// Does not depend on how good `upper` is, but climbs slowly from far away: the bound's
+    /// rule from the flow relaxation's capacity prices.
     Level,
 }
 
