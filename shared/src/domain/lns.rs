@@ -376,6 +376,20 @@ mod tests {
             .sum()
     }
 
+    /// A job of priority 5 for one slot that must start at once.
+    fn job(id: &str, units: u32, seq: u64) -> PlanJob {
+        PlanJob {
+            id: JobId::try_from(id.to_string()).unwrap(),
+            priority: Priority::try_from(5).unwrap(),
+            units,
+            compute_hours: f64::from(units),
+            fractions: vec![1.0],
+            latest_start: 0,
+            regions: Vec::new(),
+            seq,
+        }
+    }
+
     #[test]
     fn two_jobs_trade_nodes_when_neither_can_move_alone() {
         // Node a ($1) and node b ($5), 2 units each, one slot. The 2-unit job sits on b and
@@ -387,21 +401,11 @@ mod tests {
             usd_per_chr: vec![price],
             free: vec![2],
         };
-        let job = |id: &str, units: u32| PlanJob {
-            id: JobId::try_from(id.to_string()).unwrap(),
-            priority: Priority::try_from(5).unwrap(),
-            units,
-            compute_hours: f64::from(units),
-            fractions: vec![1.0],
-            latest_start: 0,
-            regions: Vec::new(),
-            seq: 0,
-        };
         let input = PlanInput {
             now: Hour(0),
             starts: 1,
             nodes: vec![node("a", 1.0), node("b", 5.0)],
-            jobs: vec![job("big", 2), job("small", 1)],
+            jobs: vec![job("big", 2, 0), job("small", 1, 1)],
         };
         let mut grid = Grid::new(&input);
         grid.reserve(1, 0, &input.jobs[0]);
@@ -426,16 +430,6 @@ mod tests {
     fn a_bigger_job_takes_the_place_of_one_smaller_job_of_its_priority_but_not_of_two() {
         // One node of 2 units, one slot at $1. Placed: 1-unit jobs of priority 5 (one, or
         // two); left out: a 2-unit job of priority 5, whose penalty is twice a small one's.
-        let job = |id: &str, units: u32, seq: u64| PlanJob {
-            id: JobId::try_from(id.to_string()).unwrap(),
-            priority: Priority::try_from(5).unwrap(),
-            units,
-            compute_hours: f64::from(units),
-            fractions: vec![1.0],
-            latest_start: 0,
-            regions: Vec::new(),
-            seq,
-        };
         for smalls in [1usize, 2] {
             let mut jobs = vec![job("big", 2, 0)];
             jobs.extend((0..smalls).map(|k| job(&format!("small{k}"), 1, 1 + k as u64)));
