@@ -1,20 +1,30 @@
 //! Ruin and recreate, the last step of `optimized`. Each round lifts a few placed jobs off
 //! the grid and puts them back, each at its cheapest spot, in a shuffled order, together
 //! with up to [`OPEN_TRIES`] jobs still without a place that could use the room (most urgent
-//! first). The jobs lifted are either
+//! first). In half the rounds "cheapest" is judged at congestion prices (the capacity
+//! prices of the whole-instance packings, when `optimized` computed them), so a big run
+//! leaves a cheap node to many small ones; the round is always costed at the real prices.
+//! The jobs lifted are either
 //! - a few that sit close together: on one node around one job's run, or on the nodes that
 //!   job may use around its hours, or anywhere; or
 //! - the jobs in the way of a job without a place at one of [`ROOM_SPOTS`] random spots it
 //!   could run in (the spot where they weigh least, least urgent and smallest lifted
 //!   first); that job then goes back first, at that spot.
 //!
-//! A round is kept when the cost plus the penalty of the jobs left out did not rise and every
-//! lifted job found a place again, or, when some did not, the total fell and each of those
-//! is less urgent than a job that gained a place in the round, or of the same priority as at
-//! least as many jobs that gained one as lost one. Otherwise the grid is put back as it was.
-//! So a job loses its place only to one at least as urgent, and the jobs of a priority left
-//! out never grow in number for jobs of that priority (a bigger job may take a smaller one's
-//! place: the penalty left out falls).
+//! A lifted job that finds no place starts an ejection chain: it takes a spot from jobs less
+//! urgent than itself (the lightest of a few random spots), and those look for a place in
+//! turn, at most [`CHAIN_LINKS`] links a round.
+//!
+//! A round where every lifted job found a place again is kept when the cost plus the penalty
+//! of the jobs left out (the total) did not rise, or rose by less than the annealing
+//! allows: a rise r is kept with probability exp(-r / T), T falling geometrically from
+//! [`TEMPERATURE`] times the mean run's cost to a thousandth of that over the rounds. A round
+//! where some did not is kept only when, besides, each of those is less urgent than a job
+//! that gained a place in the round, or of the same priority as at least as many jobs that
+//! gained one as lost one. Otherwise the grid is put back as it was. So a job loses its
+//! place only to one at least as urgent, and the jobs of a priority left out never grow in
+//! number for jobs of that priority (a bigger job may take a smaller one's place). The plan
+//! returned is the one with the lowest total seen, which is never above the plan given.
 //!
 //! The shuffles come from a fixed seed: the same input always gives the same plan.
 
@@ -51,13 +61,25 @@ impl Rng {
 
 /// Most jobs lifted in one round.
 const MAX_LIFT: usize = 12;
-/// The search stops after this many rounds in a row without a saving.
+/// The search stops after this many rounds in a row without a new best plan.
 const STALL_ROUNDS: usize = 5_000;
 /// Most jobs without a place tried in one round.
 const OPEN_TRIES: usize = 8;
 
 /// Random spots weighed per "make room" round.
 const ROOM_SPOTS: usize = 4;
+/// Most links of an ejection chain in one round.
+const CHAIN_LINKS: usize = 4;
+/// Starting temperature of the annealing, as a share of the mean placed run's cost.
+const TEMPERATURE: f64 = 0.1;
+
+/// The best plan seen: its total, its cost and where each job was.
+struct Best {
+    total: f64,
+    cost: f64,
+    at: Vec<Option<(usize, usize)>>,
+    runner_up: Vec<Option<Spot>>,
+}
 
 /// The placed jobs on node `n` (`on_node`) to lift so that job `o` fits from `st`: the least
 /// urgent and smallest first, as few as needed; with their weight (compute-hours x
@@ -90,19 +112,56 @@ fn in_the_way(
     Some((weight, way))
 }
 
+/// The runs `here` (job, node, start) on node `n`, all less urgent than job `d`, to lift so
+/// that `d` fits from `st`: the least urgent and smallest first, as few as needed; with their
+/// weight as in [`in_the_way`]. None when even all of them would not make room.
+fn room_below(
+    input: &PlanInput,
+    grid: &Grid,
+    here: impl Iterator<Item = At>,
+    d: usize,
+    (n, st): (usize, usize),
+) -> Option<(f64, Vec<At>)> {
+    let jobs = &input.jobs;
+    let mut over: Vec<(At, usize, usize)> = here
+        .filter(|a| jobs[a.0].priority > jobs[d].priority)
+        .map(|a| (a, a.0, a.2))
+        .collect();
+    over.sort_by(|a, b| {
+        jobs[b.1]
+            .priority
+            .cmp(&jobs[a.1].priority)
+            .then(chr(&jobs[a.1]).total_cmp(&chr(&jobs[b.1])))
+            .then(a.1.cmp(&b.1))
+    });
+    let way = make_room(input, &grid.free[n], &jobs[d], st, over)?;
+    let weight = way
+        .iter()
+        .map(|&(j, _, _)| chr(&jobs[j]) * f64::from(11 - jobs[j].priority.get().min(10)))
+        .sum();
+    Some((weight, way))
+}
+
 /// Runs up to `rounds` rounds of ruin and recreate on the plan `all` (placed on `grid`), fewer
-/// when [`STALL_ROUNDS`] in a row save nothing.
+/// when [`STALL_ROUNDS`] in a row find no plan better than the best so far; `priced` is the
+/// input at congestion prices, if any.
 pub(super) fn ruin_recreate(
     input: &PlanInput,
     grid: &mut Grid,
     all: &mut Level,
     slack: i64,
     rounds: usize,
+    priced: Option<&PlanInput>,
 ) {
     let jobs = &input.jobs;
     if all.placed.is_empty() || rounds == 0 {
         return;
     }
+    // Run costs at congestion prices, swapped into the grid for the rounds that use them.
+    let mut other = priced.map(|p| {
+        let g = Grid::new(p);
+        (g.prefix, g.min_price)
+    });
     let nodes_of: Vec<Vec<usize>> = jobs
         .iter()
         .map(|j| screen(input, j).unwrap_or_default())
@@ -141,11 +200,26 @@ pub(super) fn ruin_recreate(
     let mut order: Vec<(f64, usize)> = Vec::new();
     let mut dropped: Vec<usize> = Vec::new();
     let mut stall = 0;
+    // The plan's total (cost plus the penalty of the jobs left out), and the best plan seen.
+    let mut total = all.cost + open.iter().map(|&i| penalty(i)).sum::<f64>();
+    let mut best = Best {
+        total,
+        cost: all.cost,
+        at: at.clone(),
+        runner_up: runner_up.clone(),
+    };
+    // Annealing: a round that costs more is kept with probability exp(-rise / temperature);
+    // the temperature falls geometrically from a share of the mean run's cost to a
+    // thousandth of that.
+    let t0 = TEMPERATURE * all.cost / placed.len() as f64;
+    let cooling = (1e-3f64).powf(1.0 / rounds as f64);
+    let mut temperature = t0;
     for _ in 0..rounds {
         if stall >= STALL_ROUNDS {
             break;
         }
         stall += 1;
+        temperature *= cooling;
         // Ruin: the jobs to lift, and maybe a job without a place to put first.
         lifted.clear();
         let mut first: Option<(usize, usize, usize)> = None;
@@ -264,15 +338,24 @@ pub(super) fn ruin_recreate(
         };
         let lost = first.is_some() && put.is_empty();
         dropped.clear();
+        // Half the rounds choose spots at congestion prices (costed at the real ones).
+        let at_prices = match (&mut other, priced) {
+            (Some((prefix, min_price)), Some(p)) if rng.below(2) == 0 => {
+                std::mem::swap(&mut grid.prefix, prefix);
+                std::mem::swap(&mut grid.min_price, min_price);
+                p
+            }
+            _ => input,
+        };
         for &j in &seq {
             if lost {
                 break;
             }
-            let spots = cheapest_spots(input, grid, &nodes_of[j], j, slack);
+            let spots = cheapest_spots(at_prices, grid, &nodes_of[j], j, slack);
             match pick(&spots) {
-                Some((c, s, n)) => {
+                Some((_, s, n)) => {
                     grid.reserve(n, s, &jobs[j]);
-                    delta += c;
+                    delta += input.cost(&jobs[j], n, s);
                     put.push((j, n, s));
                     if at[j].is_none() {
                         gained += penalty(j);
@@ -285,6 +368,81 @@ pub(super) fn ruin_recreate(
                 None => {}
             }
         }
+        if !std::ptr::eq(at_prices, input) {
+            if let Some((prefix, min_price)) = &mut other {
+                std::mem::swap(&mut grid.prefix, prefix);
+                std::mem::swap(&mut grid.min_price, min_price);
+            }
+        }
+        // Ejection chain: a job that lost its place takes one from less urgent jobs at the
+        // lightest of a few random spots, and those look for a place in turn (at most
+        // CHAIN_LINKS times a round; each link goes down in urgency).
+        let mut link = 0;
+        while !lost && link < dropped.len() && link < CHAIN_LINKS {
+            let d = dropped[link];
+            link += 1;
+            let Some(last) = flow::last_start(input, d) else {
+                continue;
+            };
+            let mut best: Option<(f64, (usize, usize), Vec<At>)> = None;
+            for _ in 0..ROOM_SPOTS {
+                let n = nodes_of[d][rng.below(nodes_of[d].len())];
+                let st = rng.below(last + 1);
+                if st > 0 && st as i64 + slack > jobs[d].latest_start {
+                    continue;
+                }
+                // The runs on node n as the round left them.
+                let here = on_node[n]
+                    .iter()
+                    .filter(|&&j| lifted.iter().all(|l| l.0 != j))
+                    .filter_map(|&j| at[j].map(|(_, s)| (j, n, s)))
+                    .chain(put.iter().copied().filter(|p| p.1 == n));
+                if let Some((w, way)) = room_below(input, grid, here, d, (n, st)) {
+                    if best.as_ref().is_none_or(|b| w < b.0) {
+                        best = Some((w, (n, st), way));
+                    }
+                }
+            }
+            let Some((_, (n, st), way)) = best else {
+                continue;
+            };
+            for &(j, jn, js) in &way {
+                grid.release(jn, js, &jobs[j]);
+                delta -= input.cost(&jobs[j], jn, js);
+                if let Some(k) = put.iter().position(|p| p.0 == j) {
+                    put.swap_remove(k);
+                    if at[j].is_none() {
+                        gained -= penalty(j);
+                    }
+                } else {
+                    lifted.push((j, jn, js));
+                }
+            }
+            grid.reserve(n, st, &jobs[d]);
+            delta += input.cost(&jobs[d], n, st);
+            gained += penalty(d);
+            put.push((d, n, st));
+            dropped[link - 1] = usize::MAX;
+            for &(j, _, _) in &way {
+                let spots = cheapest_spots(input, grid, &nodes_of[j], j, slack);
+                match pick(&spots) {
+                    Some((c, s, n)) => {
+                        grid.reserve(n, s, &jobs[j]);
+                        delta += c;
+                        put.push((j, n, s));
+                        if at[j].is_none() {
+                            gained += penalty(j);
+                        }
+                    }
+                    None if at[j].is_some() => {
+                        dropped.push(j);
+                        gained -= penalty(j);
+                    }
+                    None => {}
+                }
+            }
+        }
+        dropped.retain(|&j| j != usize::MAX);
         // A job may lose its place only to a more urgent one that gains one, or to one of
         // its own priority when as many of that priority gain a place as lose one.
         let gains: Vec<Priority> = put
@@ -298,15 +456,15 @@ pub(super) fn ruin_recreate(
                 || gains.iter().filter(|&&g| g == pj).count()
                     >= dropped.iter().filter(|&&d| jobs[d].priority == pj).count()
         });
+        let rise = delta - gained;
+        let allowed = -temperature * (1.0 - rng.unit()).ln();
         let keep = if dropped.is_empty() {
-            delta - gained <= 1e-9
+            rise <= allowed.max(1e-9)
         } else {
-            fair && delta - gained < -1e-9
+            fair && rise <= allowed.max(-1e-9)
         };
         if !lost && keep {
-            if delta - gained < -1e-9 {
-                stall = 0;
-            }
+            total += rise;
             for &(j, n, _) in &lifted {
                 on_node[n].retain(|&x| x != j);
             }
@@ -328,6 +486,13 @@ pub(super) fn ruin_recreate(
             }
             open.retain(|&j| at[j].is_none());
             all.cost += delta;
+            if total < best.total - 1e-9 {
+                stall = 0;
+                best.total = total;
+                best.cost = all.cost;
+                best.at.clone_from(&at);
+                best.runner_up.clone_from(&runner_up);
+            }
         } else {
             for &(j, n, s) in &put {
                 grid.release(n, s, &jobs[j]);
@@ -336,6 +501,28 @@ pub(super) fn ruin_recreate(
                 grid.reserve(n, s, &jobs[j]);
             }
         }
+    }
+    if total > best.total + 1e-9 {
+        // Back to the best plan seen.
+        for (i, a) in at.iter().enumerate() {
+            if let Some((n, s)) = *a {
+                grid.release(n, s, &jobs[i]);
+            }
+        }
+        for (i, a) in best.at.iter().enumerate() {
+            if let Some((n, s)) = *a {
+                grid.reserve(n, s, &jobs[i]);
+            }
+        }
+        at = best.at;
+        runner_up = best.runner_up;
+        all.cost = best.cost;
+        let mut was_open = vec![false; jobs.len()];
+        open.iter().chain(&placed).for_each(|&j| was_open[j] = true);
+        placed = (0..jobs.len()).filter(|&j| at[j].is_some()).collect();
+        open = (0..jobs.len())
+            .filter(|&j| at[j].is_none() && was_open[j])
+            .collect();
     }
     all.placed = placed
         .iter()
@@ -415,7 +602,7 @@ mod tests {
             unplaced: Vec::new(),
             cost: 11.0,
         };
-        ruin_recreate(&input, &mut grid, &mut all, 0, 200);
+        ruin_recreate(&input, &mut grid, &mut all, 0, 200, None);
         assert!((all.cost - 7.0).abs() < 1e-9, "{}", all.cost);
         let mut placed = all.placed.clone();
         placed.sort_by_key(|p| p.0);
@@ -457,7 +644,7 @@ mod tests {
                 all.cost += 1.0;
             }
             let was = penalised(&input, &all);
-            ruin_recreate(&input, &mut grid, &mut all, 0, 200);
+            ruin_recreate(&input, &mut grid, &mut all, 0, 200, None);
             let placed: Vec<usize> = all.placed.iter().map(|p| p.0).collect();
             if smalls == 1 {
                 // One for one: fewer compute-hours left out.
@@ -484,12 +671,35 @@ mod tests {
         /// plan stays feasible, its cost is what it says, the grid matches it, and the
         /// penalised cost does not rise.
         #[test]
-        fn keeps_every_place_and_never_costs_more(input in arb_input(), slack in 0..4i64) {
+        fn keeps_every_place_and_never_costs_more(
+            input in arb_input(),
+            slack in 0..4i64,
+            congested in any::<bool>(),
+        ) {
             let opt = Optimized { defer_slack_hours: slack };
             let (mut grid, mut all) = opt.levels(&input);
             let before: Vec<usize> = all.placed.iter().map(|p| p.0).collect();
             let was = penalised(&input, &all);
-            ruin_recreate(&input, &mut grid, &mut all, slack, 300);
+            // Congestion prices: some nodes' slots made dearer, unevenly.
+            let priced = PlanInput {
+                nodes: input
+                    .nodes
+                    .iter()
+                    .enumerate()
+                    .map(|(n, node)| SlotNode {
+                        usd_per_chr: node
+                            .usd_per_chr
+                            .iter()
+                            .enumerate()
+                            .map(|(t, p)| p + 0.05 * ((n + t) % 3) as f64)
+                            .collect(),
+                        ..node.clone()
+                    })
+                    .collect(),
+                ..input.clone()
+            };
+            let priced = congested.then_some(&priced);
+            ruin_recreate(&input, &mut grid, &mut all, slack, 300, priced);
             let now: Vec<usize> = all.placed.iter().map(|p| p.0).collect();
             for &i in &before {
                 if !now.contains(&i) {

@@ -650,6 +650,7 @@ impl Strategy for Optimized {
         let (mut grid, mut all) = self.levels(input);
         insert_across_levels(input, &mut grid, &mut all, slack);
         let small = input.jobs.len() * input.nodes.len() <= GLOBAL_LIMIT;
+        let mut priced = None;
         if small {
             local_search(input, &mut grid, &mut all, slack);
             if input.jobs.len() * input.nodes.len() <= EJECT_ALL_LIMIT {
@@ -667,7 +668,7 @@ impl Strategy for Optimized {
             let mut best = penalised(input, &all);
             // Congestion prices: Lagrangian multipliers of the node-slot capacities.
             let lambda = flow::lagrangian_multipliers(input, PRICE_WORK, best);
-            let priced = PlanInput {
+            let congested = PlanInput {
                 nodes: input
                     .nodes
                     .iter()
@@ -700,8 +701,8 @@ impl Strategy for Optimized {
                     place_level(input, &mut g, &ordered, slack)
                 } else {
                     // Placed at congestion prices, then costed at the real ones.
-                    let mut pg = Grid::new(&priced);
-                    let mut l = place_level(&priced, &mut pg, &ordered, slack);
+                    let mut pg = Grid::new(&congested);
+                    let mut l = place_level(&congested, &mut pg, &ordered, slack);
                     l.cost = 0.0;
                     for p in &mut l.placed {
                         g.reserve(p.1, p.2, &input.jobs[p.0]);
@@ -729,16 +730,17 @@ impl Strategy for Optimized {
                 eject_search(input, &mut grid, &mut all, slack);
             }
             local_search(input, &mut grid, &mut all, slack);
+            priced = Some(congested);
         }
         let pairs = (input.jobs.len() * input.nodes.len()).max(1);
         let rounds = (LNS_WORK / pairs).min(LNS_ROUNDS);
-        lns::ruin_recreate(input, &mut grid, &mut all, slack, rounds);
+        lns::ruin_recreate(input, &mut grid, &mut all, slack, rounds, priced.as_ref());
         to_plan(input, all)
     }
 }
 
 /// Rounds of ruin and recreate: [`LNS_WORK`] / (jobs x nodes), at most [`LNS_ROUNDS`]
-/// (20,000 on `small`, 6,000 on `medium`, 150 on `large`; planning time).
+/// (50,000 on `small`, 6,000 on `medium`, 150 on `large`; planning time).
 const LNS_WORK: usize = 300_000_000;
 const LNS_ROUNDS: usize = 50_000;
 /// Above this many (job, node) pairs `optimized` tries no whole-instance packings (planning
