@@ -81,22 +81,18 @@ struct Best {
     runner_up: Vec<Option<Spot>>,
 }
 
-/// The placed jobs on node `n` (`on_node`) to lift so that job `o` fits from `st`: the least
-/// urgent and smallest first, as few as needed; with their weight (compute-hours x
+/// The runs `here` (job, node, start) on node `n` to lift so that job `o` fits from `st`:
+/// the least urgent and smallest first, as few as needed; with their weight (compute-hours x
 /// (11 - priority)). None when even all of them would not make room.
 fn in_the_way(
     input: &PlanInput,
     grid: &Grid,
-    on_node: &[usize],
-    at: &[Option<(usize, usize)>],
+    here: impl Iterator<Item = At>,
     o: usize,
     (n, st): (usize, usize),
 ) -> Option<(f64, Vec<At>)> {
     let jobs = &input.jobs;
-    let mut over: Vec<(At, usize, usize)> = on_node
-        .iter()
-        .filter_map(|&j| at[j].map(|(_, s)| ((j, n, s), j, s)))
-        .collect();
+    let mut over: Vec<(At, usize, usize)> = here.map(|a| (a, a.0, a.2)).collect();
     over.sort_by(|a, b| {
         jobs[b.1]
             .priority
@@ -105,36 +101,6 @@ fn in_the_way(
             .then(a.1.cmp(&b.1))
     });
     let way = make_room(input, &grid.free[n], &jobs[o], st, over)?;
-    let weight = way
-        .iter()
-        .map(|&(j, _, _)| chr(&jobs[j]) * f64::from(11 - jobs[j].priority.get().min(10)))
-        .sum();
-    Some((weight, way))
-}
-
-/// The runs `here` (job, node, start) on node `n`, all less urgent than job `d`, to lift so
-/// that `d` fits from `st`: the least urgent and smallest first, as few as needed; with their
-/// weight as in [`in_the_way`]. None when even all of them would not make room.
-fn room_below(
-    input: &PlanInput,
-    grid: &Grid,
-    here: impl Iterator<Item = At>,
-    d: usize,
-    (n, st): (usize, usize),
-) -> Option<(f64, Vec<At>)> {
-    let jobs = &input.jobs;
-    let mut over: Vec<(At, usize, usize)> = here
-        .filter(|a| jobs[a.0].priority > jobs[d].priority)
-        .map(|a| (a, a.0, a.2))
-        .collect();
-    over.sort_by(|a, b| {
-        jobs[b.1]
-            .priority
-            .cmp(&jobs[a.1].priority)
-            .then(chr(&jobs[a.1]).total_cmp(&chr(&jobs[b.1])))
-            .then(a.1.cmp(&b.1))
-    });
-    let way = make_room(input, &grid.free[n], &jobs[d], st, over)?;
     let weight = way
         .iter()
         .map(|&(j, _, _)| chr(&jobs[j]) * f64::from(11 - jobs[j].priority.get().min(10)))
@@ -238,7 +204,10 @@ pub(super) fn ruin_recreate(
                 if st > 0 && st as i64 + slack > job.latest_start {
                     continue;
                 }
-                if let Some((w, way)) = in_the_way(input, grid, &on_node[n], &at, o, (n, st)) {
+                let here = on_node[n]
+                    .iter()
+                    .filter_map(|&j| at[j].map(|(_, s)| (j, n, s)));
+                if let Some((w, way)) = in_the_way(input, grid, here, o, (n, st)) {
                     if best.as_ref().is_none_or(|b| w < b.0) {
                         best = Some((w, (o, n, st), way));
                     }
@@ -391,13 +360,14 @@ pub(super) fn ruin_recreate(
                 if st > 0 && st as i64 + slack > jobs[d].latest_start {
                     continue;
                 }
-                // The runs on node n as the round left them.
+                // The runs on node n as the round left them, of jobs less urgent than d.
                 let here = on_node[n]
                     .iter()
                     .filter(|&&j| lifted.iter().all(|l| l.0 != j))
                     .filter_map(|&j| at[j].map(|(_, s)| (j, n, s)))
-                    .chain(put.iter().copied().filter(|p| p.1 == n));
-                if let Some((w, way)) = room_below(input, grid, here, d, (n, st)) {
+                    .chain(put.iter().copied().filter(|p| p.1 == n))
+                    .filter(|a| jobs[a.0].priority > jobs[d].priority);
+                if let Some((w, way)) = in_the_way(input, grid, here, d, (n, st)) {
                     if best.as_ref().is_none_or(|b| w < b.0) {
                         best = Some((w, (n, st), way));
                     }
