@@ -29,8 +29,8 @@
 //! The shuffles come from a fixed seed: the same input always gives the same plan.
 
 use super::{
-    cheapest_spots, chr, flow, make_room, pick, screen, Grid, Level, PlanInput, Priority, Spot,
-    Unplaced,
+    cheapest_spots_at, chr, flow, make_room, pick, screen, Grid, Level, PlanInput, Prices,
+    Priority, Spot, Unplaced,
 };
 
 /// A job where it stands: (job, node, start).
@@ -73,12 +73,102 @@ const CHAIN_LINKS: usize = 4;
 /// Starting temperature of the annealing, as a share of the mean placed run's cost.
 const TEMPERATURE: f64 = 0.1;
 
-/// The best plan seen: its total, its cost and where each job was.
+/// The best plan seen: its total, its cost, where each job was and the jobs left out that
+/// a schedule could place.
 struct Best {
     total: f64,
     cost: f64,
     at: Vec<Option<(usize, usize)>>,
     runner_up: Vec<Option<Spot>>,
+    open: Vec<usize>,
+}
+
+/// What stays the same over the rounds.
+struct Fixed<'a> {
+    input: &'a PlanInput,
+    slack: i64,
+    /// The nodes each job may use.
+    nodes_of: Vec<Vec<usize>>,
+    /// `may_use[j * nodes + n]`: job j may use node n.
+    may_use: Vec<bool>,
+    /// USD per compute-hour left out, by priority (computed once: it scans every price).
+    per_chr: Vec<f64>,
+    /// Run-cost tables of the real prices.
+    real: Prices,
+    /// The instance at congestion prices and its run-cost tables, if any.
+    congested: Option<(&'a PlanInput, Prices)>,
+}
+
+impl Fixed<'_> {
+    /// Penalty of leaving job `i` out.
+    fn penalty(&self, i: usize) -> f64 {
+        let job = &self.input.jobs[i];
+        chr(job) * self.per_chr[usize::from(job.priority.get().min(10))]
+    }
+
+    /// The prices spots are chosen at: congestion prices when asked and known.
+    fn prices(&self, congested: bool) -> (&PlanInput, &Prices) {
+        match &self.congested {
+            Some((p, tables)) if congested => (p, tables),
+            _ => (self.input, &self.real),
+        }
+    }
+}
+
+/// What one round changed.
+#[derive(Default)]
+struct Round {
+    /// Runs lifted off the grid.
+    lifted: Vec<At>,
+    /// Runs put down.
+    put: Vec<At>,
+    /// Jobs that had a place before the round and have none now.
+    dropped: Vec<usize>,
+    /// Change in cost (real prices).
+    delta: f64,
+    /// Penalty of the jobs that gained a place, less that of the jobs that lost one.
+    gained: f64,
+}
+
+impl Round {
+    /// Empty, keeping the buffers.
+    fn clear(&mut self) {
+        self.lifted.clear();
+        self.put.clear();
+        self.dropped.clear();
+        self.delta = 0.0;
+        self.gained = 0.0;
+    }
+
+    /// Puts job `j` at its cheapest spot, judged at `prices` and costed at the real ones;
+    /// `had` says whether it had a place before the round: if so and it finds none, it is
+    /// dropped.
+    fn reinsert(
+        &mut self,
+        fx: &Fixed,
+        prices: (&PlanInput, &Prices),
+        grid: &mut Grid,
+        j: usize,
+        had: bool,
+    ) {
+        let job = &fx.input.jobs[j];
+        let spots = cheapest_spots_at(prices, grid, &fx.nodes_of[j], j, fx.slack);
+        match pick(&spots) {
+            Some((_, s, n)) => {
+                grid.reserve(n, s, job);
+                self.delta += fx.real.cost(fx.input, job, n, s);
+                self.put.push((j, n, s));
+                if !had {
+                    self.gained += fx.penalty(j);
+                }
+            }
+            None if had => {
+                self.dropped.push(j);
+                self.gained -= fx.penalty(j);
+            }
+            None => {}
+        }
+    }
 }
 
 /// The runs `here` (job, node, start) on node `n` to lift so that job `o` fits from `st`:
@@ -108,6 +198,33 @@ fn in_the_way(
     Some((weight, way))
 }
 
+/// The lightest of [`ROOM_SPOTS`] random spots (node, start) job `o` could run in, with the
+/// runs in its way among those `on(n)` gives for node n.
+fn lightest_spot<I: Iterator<Item = At>>(
+    fx: &Fixed,
+    grid: &Grid,
+    rng: &mut Rng,
+    o: usize,
+    on: impl Fn(usize) -> I,
+) -> Option<((usize, usize), Vec<At>)> {
+    let job = &fx.input.jobs[o];
+    let last = flow::last_start(fx.input, o)?;
+    let mut best: Option<(f64, (usize, usize), Vec<At>)> = None;
+    for _ in 0..ROOM_SPOTS {
+        let n = fx.nodes_of[o][rng.below(fx.nodes_of[o].len())];
+        let st = rng.below(last + 1);
+        if st > 0 && st as i64 + fx.slack > job.latest_start {
+            continue;
+        }
+        if let Some((w, way)) = in_the_way(fx.input, grid, on(n), o, (n, st)) {
+            if best.as_ref().is_none_or(|b| w < b.0) {
+                best = Some((w, (n, st), way));
+            }
+        }
+    }
+    best.map(|(_, spot, way)| (spot, way))
+}
+
 /// Runs up to `rounds` rounds of ruin and recreate on the plan `all` (placed on `grid`), fewer
 /// when [`STALL_ROUNDS`] in a row find no plan better than the best so far; `priced` is the
 /// input at congestion prices, if any.
@@ -123,15 +240,24 @@ pub(super) fn ruin_recreate(
     if all.placed.is_empty() || rounds == 0 {
         return;
     }
-    // Run costs at congestion prices, swapped into the grid for the rounds that use them.
-    let mut other = priced.map(|p| {
-        let g = Grid::new(p);
-        (g.prefix, g.min_price)
-    });
     let nodes_of: Vec<Vec<usize>> = jobs
         .iter()
         .map(|j| screen(input, j).unwrap_or_default())
         .collect();
+    let width = input.nodes.len();
+    let mut may_use = vec![false; jobs.len() * width];
+    for (j, nodes) in nodes_of.iter().enumerate() {
+        nodes.iter().for_each(|&n| may_use[j * width + n] = true);
+    }
+    let fx = Fixed {
+        input,
+        slack,
+        nodes_of,
+        may_use,
+        per_chr: (0..=10).map(|p| flow::penalty_per_chr(input, p)).collect(),
+        real: grid.prices.clone(),
+        congested: priced.map(|p| (p, Prices::new(p))),
+    };
     // The end of the hours each job could run in.
     let ends: Vec<usize> = (0..jobs.len())
         .map(|i| flow::last_start(input, i).map_or(0, |l| l + jobs[i].slots()))
@@ -151,9 +277,6 @@ pub(super) fn ruin_recreate(
         .map(|(i, _)| *i)
         .collect();
     open.sort_by_key(|&i| (jobs[i].priority, jobs[i].latest_start, jobs[i].seq));
-    // USD per compute-hour left out, by priority (computed once: it scans every price).
-    let per_chr: Vec<f64> = (0..=10).map(|p| flow::penalty_per_chr(input, p)).collect();
-    let penalty = |i: usize| chr(&jobs[i]) * per_chr[usize::from(jobs[i].priority.get().min(10))];
     let mut on_node: Vec<Vec<usize>> = vec![Vec::new(); input.nodes.len()];
     let mut placed: Vec<usize> = Vec::with_capacity(all.placed.len());
     for &(i, n, _, _) in &all.placed {
@@ -161,18 +284,17 @@ pub(super) fn ruin_recreate(
         placed.push(i);
     }
     let mut rng = Rng(0x6772_645f_6c6e_7321 ^ jobs.len() as u64);
-    let mut lifted: Vec<At> = Vec::new();
-    let mut put: Vec<At> = Vec::new();
+    let mut round = Round::default();
     let mut order: Vec<(f64, usize)> = Vec::new();
-    let mut dropped: Vec<usize> = Vec::new();
     let mut stall = 0;
     // The plan's total (cost plus the penalty of the jobs left out), and the best plan seen.
-    let mut total = all.cost + open.iter().map(|&i| penalty(i)).sum::<f64>();
+    let mut total = all.cost + open.iter().map(|&i| fx.penalty(i)).sum::<f64>();
     let mut best = Best {
         total,
         cost: all.cost,
         at: at.clone(),
         runner_up: runner_up.clone(),
+        open: open.clone(),
     };
     // Annealing: a round that costs more is kept with probability exp(-rise / temperature);
     // the temperature falls geometrically from a share of the mean run's cost to a
@@ -186,38 +308,24 @@ pub(super) fn ruin_recreate(
         }
         stall += 1;
         temperature *= cooling;
+        round.clear();
         // Ruin: the jobs to lift, and maybe a job without a place to put first.
-        lifted.clear();
-        let mut first: Option<(usize, usize, usize)> = None;
+        let mut first: Option<At> = None;
         if !open.is_empty() && rng.below(2) == 0 {
             // Make room: a job without a place takes one of a few random spots it could
             // run in, the one where the jobs in the way weigh least, and those are lifted.
             let o = open[rng.below(open.len())];
-            let job = &jobs[o];
-            let Some(last) = flow::last_start(input, o) else {
-                continue;
-            };
-            let mut best: Option<(f64, At, Vec<At>)> = None;
-            for _ in 0..ROOM_SPOTS {
-                let n = nodes_of[o][rng.below(nodes_of[o].len())];
-                let st = rng.below(last + 1);
-                if st > 0 && st as i64 + slack > job.latest_start {
-                    continue;
-                }
-                let here = on_node[n]
+            let on = |n: usize| {
+                let at = &at;
+                on_node[n]
                     .iter()
-                    .filter_map(|&j| at[j].map(|(_, s)| (j, n, s)));
-                if let Some((w, way)) = in_the_way(input, grid, here, o, (n, st)) {
-                    if best.as_ref().is_none_or(|b| w < b.0) {
-                        best = Some((w, (o, n, st), way));
-                    }
-                }
-            }
-            let Some((_, spot, way)) = best else {
+                    .filter_map(move |&j| at[j].map(|(_, s)| (j, n, s)))
+            };
+            let Some(((n, st), way)) = lightest_spot(&fx, grid, &mut rng, o, on) else {
                 continue;
             };
-            lifted.extend(way);
-            first = Some(spot);
+            round.lifted.extend(way);
+            first = Some((o, n, st));
         } else {
             // A seed job and jobs close to it.
             let seed = placed[rng.below(placed.len())];
@@ -238,7 +346,7 @@ pub(super) fn ruin_recreate(
                         .collect()
                 }
                 // Around the seed's run on the nodes it may use.
-                1 => nodes_of[seed]
+                1 => fx.nodes_of[seed]
                     .iter()
                     .flat_map(|&n| on_node[n].iter().copied())
                     .filter(|&j| {
@@ -252,34 +360,32 @@ pub(super) fn ruin_recreate(
             pool.retain(|&j| j != seed);
             pool.sort_unstable();
             pool.dedup();
-            lifted.push((seed, n0, s0));
-            while lifted.len() < want && !pool.is_empty() {
+            round.lifted.push((seed, n0, s0));
+            while round.lifted.len() < want && !pool.is_empty() {
                 let j = pool.swap_remove(rng.below(pool.len()));
                 let (n, s) = at[j].unwrap_or_default();
-                lifted.push((j, n, s));
+                round.lifted.push((j, n, s));
             }
         }
-        let mut delta = 0.0;
-        for &(j, n, s) in &lifted {
+        for &(j, n, s) in &round.lifted {
             grid.release(n, s, &jobs[j]);
-            delta -= grid.cost(input, &jobs[j], n, s);
+            round.delta -= fx.real.cost(input, &jobs[j], n, s);
         }
-        put.clear();
-        let mut gained = 0.0;
         if let Some((o, n, st)) = first {
             let job = &jobs[o];
             if (st..st + job.slots()).all(|t| grid.free[n][t] >= job.units) {
                 grid.reserve(n, st, job);
-                delta += grid.cost(input, job, n, st);
-                gained += penalty(o);
-                put.push((o, n, st));
+                round.delta += fx.real.cost(input, job, n, st);
+                round.gained += fx.penalty(o);
+                round.put.push((o, n, st));
             }
         }
+        let lost = first.is_some() && round.put.is_empty();
         // Recreate: the lifted jobs in a shuffled order; the open ones most urgent first,
         // before or after them.
         order.clear();
         let noise = 0.5 + rng.unit();
-        for &(j, _, _) in &lifted {
+        for &(j, _, _) in &round.lifted {
             // Big and tightly bound first, each weight shuffled by up to `noise`.
             let w = chr(&jobs[j]) / (1.0 + jobs[j].latest_start.max(0) as f64).powf(noise);
             order.push((-w * (1.0 + noise * rng.unit()), j));
@@ -293,10 +399,10 @@ pub(super) fn ruin_recreate(
             .copied()
             .filter(|&o| first.is_none_or(|f| f.0 != o))
             .filter(|&o| {
-                let end = ends[o];
-                lifted
+                round
+                    .lifted
                     .iter()
-                    .any(|&(_, n, s)| s < end && nodes_of[o].contains(&n))
+                    .any(|&(_, n, s)| s < ends[o] && fx.may_use[o * width + n])
             })
             .take(OPEN_TRIES);
         let lifted_order = order.iter().map(|x| x.1);
@@ -305,114 +411,64 @@ pub(super) fn ruin_recreate(
         } else {
             lifted_order.chain(rest).collect()
         };
-        let lost = first.is_some() && put.is_empty();
-        dropped.clear();
         // Half the rounds choose spots at congestion prices (costed at the real ones).
-        let at_prices = match (&mut other, priced) {
-            (Some((prefix, min_price)), Some(p)) if rng.below(2) == 0 => {
-                std::mem::swap(&mut grid.prefix, prefix);
-                std::mem::swap(&mut grid.min_price, min_price);
-                p
-            }
-            _ => input,
-        };
+        let prices = fx.prices(rng.below(2) == 0);
         for &j in &seq {
             if lost {
                 break;
             }
-            let spots = cheapest_spots(at_prices, grid, &nodes_of[j], j, slack);
-            match pick(&spots) {
-                Some((_, s, n)) => {
-                    grid.reserve(n, s, &jobs[j]);
-                    delta += input.cost(&jobs[j], n, s);
-                    put.push((j, n, s));
-                    if at[j].is_none() {
-                        gained += penalty(j);
-                    }
-                }
-                None if at[j].is_some() => {
-                    dropped.push(j);
-                    gained -= penalty(j);
-                }
-                None => {}
-            }
-        }
-        if !std::ptr::eq(at_prices, input) {
-            if let Some((prefix, min_price)) = &mut other {
-                std::mem::swap(&mut grid.prefix, prefix);
-                std::mem::swap(&mut grid.min_price, min_price);
-            }
+            round.reinsert(&fx, prices, grid, j, at[j].is_some());
         }
         // Ejection chain: a job that lost its place takes one from less urgent jobs at the
         // lightest of a few random spots, and those look for a place in turn (at most
         // CHAIN_LINKS times a round; each link goes down in urgency).
         let mut link = 0;
-        while !lost && link < dropped.len() && link < CHAIN_LINKS {
-            let d = dropped[link];
+        while !lost && link < round.dropped.len() && link < CHAIN_LINKS {
+            let d = round.dropped[link];
             link += 1;
-            let Some(last) = flow::last_start(input, d) else {
-                continue;
-            };
-            let mut best: Option<(f64, (usize, usize), Vec<At>)> = None;
-            for _ in 0..ROOM_SPOTS {
-                let n = nodes_of[d][rng.below(nodes_of[d].len())];
-                let st = rng.below(last + 1);
-                if st > 0 && st as i64 + slack > jobs[d].latest_start {
-                    continue;
-                }
-                // The runs on node n as the round left them, of jobs less urgent than d.
-                let here = on_node[n]
+            // The runs on node n as the round left them, of jobs less urgent than d.
+            let (lifted, put) = (&round.lifted, &round.put);
+            let on = |n: usize| {
+                let at = &at;
+                on_node[n]
                     .iter()
-                    .filter(|&&j| lifted.iter().all(|l| l.0 != j))
-                    .filter_map(|&j| at[j].map(|(_, s)| (j, n, s)))
-                    .chain(put.iter().copied().filter(|p| p.1 == n))
-                    .filter(|a| jobs[a.0].priority > jobs[d].priority);
-                if let Some((w, way)) = in_the_way(input, grid, here, d, (n, st)) {
-                    if best.as_ref().is_none_or(|b| w < b.0) {
-                        best = Some((w, (n, st), way));
-                    }
-                }
-            }
-            let Some((_, (n, st), way)) = best else {
+                    .filter(move |&&j| lifted.iter().all(|l| l.0 != j))
+                    .filter_map(move |&j| at[j].map(|(_, s)| (j, n, s)))
+                    .chain(put.iter().copied().filter(move |p| p.1 == n))
+                    .filter(move |a| jobs[a.0].priority > jobs[d].priority)
+            };
+            let Some(((n, st), way)) = lightest_spot(&fx, grid, &mut rng, d, on) else {
                 continue;
             };
             for &(j, jn, js) in &way {
                 grid.release(jn, js, &jobs[j]);
-                delta -= input.cost(&jobs[j], jn, js);
-                if let Some(k) = put.iter().position(|p| p.0 == j) {
-                    put.swap_remove(k);
+                round.delta -= fx.real.cost(input, &jobs[j], jn, js);
+                if let Some(k) = round.put.iter().position(|p| p.0 == j) {
+                    round.put.swap_remove(k);
                     if at[j].is_none() {
-                        gained -= penalty(j);
+                        round.gained -= fx.penalty(j);
                     }
                 } else {
-                    lifted.push((j, jn, js));
+                    round.lifted.push((j, jn, js));
                 }
             }
             grid.reserve(n, st, &jobs[d]);
-            delta += input.cost(&jobs[d], n, st);
-            gained += penalty(d);
-            put.push((d, n, st));
-            dropped[link - 1] = usize::MAX;
+            round.delta += fx.real.cost(input, &jobs[d], n, st);
+            round.gained += fx.penalty(d);
+            round.put.push((d, n, st));
+            round.dropped[link - 1] = usize::MAX;
             for &(j, _, _) in &way {
-                let spots = cheapest_spots(input, grid, &nodes_of[j], j, slack);
-                match pick(&spots) {
-                    Some((c, s, n)) => {
-                        grid.reserve(n, s, &jobs[j]);
-                        delta += c;
-                        put.push((j, n, s));
-                        if at[j].is_none() {
-                            gained += penalty(j);
-                        }
-                    }
-                    None if at[j].is_some() => {
-                        dropped.push(j);
-                        gained -= penalty(j);
-                    }
-                    None => {}
-                }
+                round.reinsert(&fx, fx.prices(false), grid, j, at[j].is_some());
             }
         }
-        dropped.retain(|&j| j != usize::MAX);
+        round.dropped.retain(|&j| j != usize::MAX);
+        let Round {
+            lifted,
+            put,
+            dropped,
+            delta,
+            gained,
+        } = &round;
         // A job may lose its place only to a more urgent one that gains one, or to one of
         // its own priority when as many of that priority gain a place as lose one.
         let gains: Vec<Priority> = put
@@ -435,10 +491,10 @@ pub(super) fn ruin_recreate(
         };
         if !lost && keep {
             total += rise;
-            for &(j, n, _) in &lifted {
+            for &(j, n, _) in lifted {
                 on_node[n].retain(|&x| x != j);
             }
-            for &j in &dropped {
+            for &j in dropped {
                 at[j] = None;
                 open.push(j);
             }
@@ -446,7 +502,7 @@ pub(super) fn ruin_recreate(
                 placed.retain(|&j| at[j].is_some());
                 open.sort_by_key(|&i| (jobs[i].priority, jobs[i].latest_start, jobs[i].seq));
             }
-            for &(j, n, s) in &put {
+            for &(j, n, s) in put {
                 if at[j].is_none() {
                     placed.push(j);
                 }
@@ -462,12 +518,13 @@ pub(super) fn ruin_recreate(
                 best.cost = all.cost;
                 best.at.clone_from(&at);
                 best.runner_up.clone_from(&runner_up);
+                best.open.clone_from(&open);
             }
         } else {
-            for &(j, n, s) in &put {
+            for &(j, n, s) in put {
                 grid.release(n, s, &jobs[j]);
             }
-            for &(j, n, s) in &lifted {
+            for &(j, n, s) in lifted {
                 grid.reserve(n, s, &jobs[j]);
             }
         }
@@ -487,12 +544,8 @@ pub(super) fn ruin_recreate(
         at = best.at;
         runner_up = best.runner_up;
         all.cost = best.cost;
-        let mut was_open = vec![false; jobs.len()];
-        open.iter().chain(&placed).for_each(|&j| was_open[j] = true);
         placed = (0..jobs.len()).filter(|&j| at[j].is_some()).collect();
-        open = (0..jobs.len())
-            .filter(|&j| at[j].is_none() && was_open[j])
-            .collect();
+        open = best.open;
     }
     all.placed = placed
         .iter()

@@ -184,21 +184,19 @@ fn priority_order(jobs: &[PlanJob]) -> Vec<usize> {
     order
 }
 
-/// The mutable grid a strategy fills in.
+/// Run-cost tables of one set of prices.
 #[derive(Clone)]
-struct Grid {
-    free: Vec<Vec<u32>>,
+struct Prices {
     /// `prefix[n][s]`: sum of node n's prices over slots 0..s, for O(1) run costs.
     prefix: Vec<Vec<f64>>,
     /// `min_price[n][s]`: node n's lowest price over slots 0..s (infinite for s = 0).
     min_price: Vec<Vec<f64>>,
 }
 
-impl Grid {
-    fn new(input: &PlanInput) -> Grid {
+impl Prices {
+    fn new(input: &PlanInput) -> Prices {
         let h = input.horizon();
-        Grid {
-            free: input.nodes.iter().map(|n| n.free[..h].to_vec()).collect(),
+        Prices {
             prefix: input
                 .nodes
                 .iter()
@@ -228,8 +226,9 @@ impl Grid {
         }
     }
 
-    /// Cost of `job` on node `n` from `start`: whole slots from the prefix sums, the
-    /// partial last slot at its fraction.
+    /// Cost of `job` on node `n` from `start` at the prices of `input` (the ones these
+    /// tables were built from): whole slots from the prefix sums, the partial last slot at
+    /// its fraction.
     fn cost(&self, input: &PlanInput, job: &PlanJob, n: usize, start: usize) -> f64 {
         let k = job.slots();
         let last = job.fractions[k - 1];
@@ -240,6 +239,29 @@ impl Grid {
         } else {
             input.cost(job, n, start)
         }
+    }
+}
+
+/// The mutable grid a strategy fills in: free units per node and slot, and the run-cost
+/// tables of the instance's prices.
+#[derive(Clone)]
+struct Grid {
+    free: Vec<Vec<u32>>,
+    prices: Prices,
+}
+
+impl Grid {
+    fn new(input: &PlanInput) -> Grid {
+        let h = input.horizon();
+        Grid {
+            free: input.nodes.iter().map(|n| n.free[..h].to_vec()).collect(),
+            prices: Prices::new(input),
+        }
+    }
+
+    /// Cost of `job` on node `n` from `start`.
+    fn cost(&self, input: &PlanInput, job: &PlanJob, n: usize, start: usize) -> f64 {
+        self.prices.cost(input, job, n, start)
     }
 
     fn release(&mut self, n: usize, start: usize, job: &PlanJob) {
@@ -368,6 +390,18 @@ fn cheapest_spots(
     i: usize,
     slack: i64,
 ) -> Vec<Spot> {
+    cheapest_spots_at((input, &grid.prices), grid, nodes, i, slack)
+}
+
+/// [`cheapest_spots`] judged at other prices: `at` is an instance that differs from the
+/// grid's only in its prices, with its run-cost tables; the spots' costs are at those.
+fn cheapest_spots_at(
+    (input, prices): (&PlanInput, &Prices),
+    grid: &Grid,
+    nodes: &[usize],
+    i: usize,
+    slack: i64,
+) -> Vec<Spot> {
     let job = &input.jobs[i];
     let horizon = input.horizon();
     let slots = job.slots();
@@ -381,7 +415,7 @@ fn cheapest_spots(
     let work = f64::from(job.units) * job.fractions.iter().sum::<f64>();
     let mut order: Vec<(f64, usize)> = nodes
         .iter()
-        .map(|&n| (work * grid.min_price[n][end], n))
+        .map(|&n| (work * prices.min_price[n][end], n))
         .collect();
     order.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
     let mut top: Vec<Spot> = Vec::with_capacity(2);
@@ -399,7 +433,7 @@ fn cheapest_spots(
             if t > last_start || run < slots || (t > 0 && t as i64 + slack > job.latest_start) {
                 continue;
             }
-            let c = grid.cost(input, job, n, t);
+            let c = prices.cost(input, job, n, t);
             if node_best.is_none_or(|(bc, _, _)| c <= bc + 1e-12) {
                 node_best = Some((c, t, n));
             }
@@ -733,18 +767,14 @@ impl Strategy for Optimized {
             priced = Some(congested);
         }
         let pairs = (input.jobs.len() * input.nodes.len()).max(1);
-        // Without the packings (large) the whole plan must take about a second: a third of
-        // the budget.
-        let work = if small { LNS_WORK } else { LNS_WORK / 3 };
-        let rounds = (work / pairs).min(LNS_ROUNDS);
+        let rounds = (LNS_WORK / pairs).min(LNS_ROUNDS);
         lns::ruin_recreate(input, &mut grid, &mut all, slack, rounds, priced.as_ref());
         to_plan(input, all)
     }
 }
 
-/// Rounds of ruin and recreate: [`LNS_WORK`] / (jobs x nodes), a third of that above
-/// [`GLOBAL_LIMIT`] pairs, at most [`LNS_ROUNDS`] (50,000 on `small`, 18,000 on `medium`,
-/// 150 on `large`; planning time).
+/// Rounds of ruin and recreate: [`LNS_WORK`] / (jobs x nodes), at most [`LNS_ROUNDS`]
+/// (50,000 on `small`, 18,000 on `medium`, 450 on `large`; planning time).
 const LNS_WORK: usize = 900_000_000;
 const LNS_ROUNDS: usize = 50_000;
 /// Above this many (job, node) pairs `optimized` tries no whole-instance packings (planning
@@ -861,8 +891,10 @@ fn insert_across_levels(input: &PlanInput, grid: &mut Grid, all: &mut Level, sla
         }
         let len = job.slots();
         let end = last + len;
-        let mut order: Vec<(f64, usize)> =
-            nodes.iter().map(|&n| (grid.min_price[n][end], n)).collect();
+        let mut order: Vec<(f64, usize)> = nodes
+            .iter()
+            .map(|&n| (grid.prices.min_price[n][end], n))
+            .collect();
         order.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
         order.truncate(insert_nodes);
         // (blockers, their compute-hours, cost, node, start, blockers' indices)
