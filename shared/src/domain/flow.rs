@@ -582,9 +582,9 @@ enum Rule {
 /// First target of the level rule above the best value so far, as a share of it.
 const LEVEL_DELTA: f64 = 0.05;
 /// Rounds without a new best value after which the level rule halves its target share.
-const LEVEL_PATIENCE: usize = 50;
+const LEVEL_PATIENCE: usize = 100;
 /// Share of the previous direction the level rule keeps in the next one.
-const DEFLECTION: f64 = 0.5;
+const DEFLECTION: f64 = 0.95;
 
 /// The subgradient search, from `start` (zero when None), with steps by `rule` (see [`Rule`])
 /// toward `upper` (the penalised cost of a schedule; the better of `greedy-time-aware` and
