@@ -1,5 +1,6 @@
-//! Criterion benchmarks of the planner's hot paths: the lower bound and each strategy on
-//! generated small and medium instances (`cargo bench -p grd-shared --bench planner`).
+//! Criterion benchmarks of the planner's hot paths: each strategy on generated small, medium
+//! and large instances, and the lower bound on small and medium
+//! (`cargo bench -p grd-shared --bench planner`).
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use grd::bench::instance::{generate, Size, Spec};
@@ -21,7 +22,11 @@ fn instance(size: Size) -> grd::domain::plan::PlanInput {
 fn strategies(c: &mut Criterion) {
     let mut group = c.benchmark_group("strategy");
     group.sample_size(10);
-    for (label, size) in [("small", Size::Small), ("medium", Size::Medium)] {
+    for (label, size) in [
+        ("small", Size::Small),
+        ("medium", Size::Medium),
+        ("large", Size::Large),
+    ] {
         let input = instance(size);
         for name in STRATEGY_NAMES {
             let Some(s) = strategy_by_name(name) else {
