@@ -32,6 +32,7 @@ use super::{
     cheapest_spots_at, chr, flow, make_room, pick, screen, Grid, Level, PlanInput, Prices,
     Priority, Spot, Unplaced,
 };
+use std::rc::Rc;
 
 /// A job where it stands: (job, node, start).
 type At = (usize, usize, usize);
@@ -87,14 +88,17 @@ struct Best {
 struct Fixed<'a> {
     input: &'a PlanInput,
     slack: i64,
-    /// The nodes each job may use.
+    /// The nodes each job may use, to draw from; `may_use` holds the same fact as a
+    /// job x node table, to look up.
     nodes_of: Vec<Vec<usize>>,
     /// `may_use[j * nodes + n]`: job j may use node n.
     may_use: Vec<bool>,
+    /// The last start a schedule could give each job (None: it cannot be placed).
+    last: Vec<Option<usize>>,
     /// USD per compute-hour left out, by priority (computed once: it scans every price).
     per_chr: Vec<f64>,
-    /// Run-cost tables of the real prices.
-    real: Prices,
+    /// Run-cost tables of the real prices (the grid's).
+    real: Rc<Prices>,
     /// The instance at congestion prices and its run-cost tables, if any.
     congested: Option<(&'a PlanInput, Prices)>,
 }
@@ -208,7 +212,7 @@ fn lightest_spot<I: Iterator<Item = At>>(
     on: impl Fn(usize) -> I,
 ) -> Option<((usize, usize), Vec<At>)> {
     let job = &fx.input.jobs[o];
-    let last = flow::last_start(fx.input, o)?;
+    let last = fx.last[o]?;
     let mut best: Option<(f64, (usize, usize), Vec<At>)> = None;
     for _ in 0..ROOM_SPOTS {
         let n = fx.nodes_of[o][rng.below(fx.nodes_of[o].len())];
@@ -255,12 +259,15 @@ pub(super) fn ruin_recreate(
         nodes_of,
         may_use,
         per_chr: (0..=10).map(|p| flow::penalty_per_chr(input, p)).collect(),
-        real: grid.prices.clone(),
+        last: (0..jobs.len())
+            .map(|i| flow::last_start(input, i))
+            .collect(),
+        real: Rc::clone(&grid.prices),
         congested: priced.map(|p| (p, Prices::new(p))),
     };
     // The end of the hours each job could run in.
     let ends: Vec<usize> = (0..jobs.len())
-        .map(|i| flow::last_start(input, i).map_or(0, |l| l + jobs[i].slots()))
+        .map(|i| fx.last[i].map_or(0, |l| l + jobs[i].slots()))
         .collect();
     // Where each job is (node, start), and its runner-up for explaining the decision.
     let mut at: Vec<Option<(usize, usize)>> = vec![None; jobs.len()];

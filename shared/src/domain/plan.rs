@@ -8,6 +8,7 @@
 use super::job::{Job, JobId, Priority};
 use super::time::{hours_f, Hour};
 use serde::{Deserialize, Serialize};
+use std::rc::Rc;
 
 #[path = "flow.rs"]
 pub mod flow;
@@ -243,11 +244,11 @@ impl Prices {
 }
 
 /// The mutable grid a strategy fills in: free units per node and slot, and the run-cost
-/// tables of the instance's prices.
+/// tables of the instance's prices (never changed, so copies of the grid share them).
 #[derive(Clone)]
 struct Grid {
     free: Vec<Vec<u32>>,
-    prices: Prices,
+    prices: Rc<Prices>,
 }
 
 impl Grid {
@@ -255,7 +256,7 @@ impl Grid {
         let h = input.horizon();
         Grid {
             free: input.nodes.iter().map(|n| n.free[..h].to_vec()).collect(),
-            prices: Prices::new(input),
+            prices: Rc::new(Prices::new(input)),
         }
     }
 
@@ -393,8 +394,8 @@ fn cheapest_spots(
     cheapest_spots_at((input, &grid.prices), grid, nodes, i, slack)
 }
 
-/// [`cheapest_spots`] judged at other prices: `at` is an instance that differs from the
-/// grid's only in its prices, with its run-cost tables; the spots' costs are at those.
+/// [`cheapest_spots`] judged at other prices: `input` may differ from the grid's instance
+/// in its prices only, and `prices` are its run-cost tables; the spots' costs are at those.
 fn cheapest_spots_at(
     (input, prices): (&PlanInput, &Prices),
     grid: &Grid,
@@ -768,7 +769,7 @@ impl Strategy for Optimized {
         }
         let pairs = (input.jobs.len() * input.nodes.len()).max(1);
         // Where the packings are skipped (large), a third of the budget: the plan must be
-        // made in about a second, and three times the rounds were measured to gain nothing
+        // made in about a second, and three times the rounds were measured to gain little
         // there (220 jobs left out against 223 on large at load 0.6).
         let work = if small { LNS_WORK } else { LNS_WORK / 3 };
         let rounds = (work / pairs).min(LNS_ROUNDS);
