@@ -62,8 +62,13 @@ impl Rng {
 
 /// Most jobs lifted in one round.
 const MAX_LIFT: usize = 12;
-/// The search stops after this many rounds in a row without a new best plan.
+/// The search stops after this many rounds in a row without a new best plan, once the
+/// annealing has cooled below [`STALL_COOL`] of its starting temperature.
 const STALL_ROUNDS: usize = 5_000;
+/// Share of the starting temperature below which a stall ends the search: while it is
+/// hotter, rounds without a new best plan say nothing about convergence (stopping there
+/// left small at load 0.9, seed 3, at 19.7 % above the bound against 4.9 %).
+const STALL_COOL: f64 = 0.01;
 /// Most jobs without a place tried in one round.
 const OPEN_TRIES: usize = 8;
 
@@ -230,8 +235,9 @@ fn lightest_spot<I: Iterator<Item = At>>(
 }
 
 /// Runs up to `rounds` rounds of ruin and recreate on the plan `all` (placed on `grid`), fewer
-/// when [`STALL_ROUNDS`] in a row find no plan better than the best so far; `priced` is the
-/// input at congestion prices, if any.
+/// when [`STALL_ROUNDS`] in a row find no plan better than the best so far after the
+/// annealing has cooled (see [`STALL_COOL`]); `priced` is the input at congestion prices, if
+/// any.
 pub(super) fn ruin_recreate(
     input: &PlanInput,
     grid: &mut Grid,
@@ -310,7 +316,7 @@ pub(super) fn ruin_recreate(
     let cooling = (1e-3f64).powf(1.0 / rounds as f64);
     let mut temperature = t0;
     for _ in 0..rounds {
-        if stall >= STALL_ROUNDS {
+        if stall >= STALL_ROUNDS && temperature < STALL_COOL * t0 {
             break;
         }
         stall += 1;
