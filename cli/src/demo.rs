@@ -187,13 +187,7 @@ pub async fn run(db: &Path, args: DemoArgs) -> Result<ExitCode> {
     let started = Instant::now();
     let start = match &args.start {
         None => Hour::containing(Utc::now()),
-        Some(s) => Hour::containing(
-            chrono::DateTime::parse_from_rfc3339(s)
-                .with_context(|| {
-                    format!("--start {s:?}: expected RFC 3339, e.g. 2026-07-01T00:00:00Z")
-                })?
-                .with_timezone(&Utc),
-        ),
+        Some(s) => crate::local::parse_start(s)?,
     };
     let fleet = default_fleet(args.nodes);
     let mut regions: Vec<String> = fleet.iter().map(|n| n.region.clone()).collect();

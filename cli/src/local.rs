@@ -143,6 +143,21 @@ pub struct RunArgs {
     /// Print one JSON object per hour instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Start of the simulated clock of a new database (RFC 3339, rounded down to the hour).
+    /// Default: the current hour. With the same start and seed, a run repeats exactly.
+    #[arg(long)]
+    pub start: Option<String>,
+}
+
+/// The hour a `--start` names.
+pub fn parse_start(s: &str) -> Result<Hour> {
+    Ok(Hour::containing(
+        chrono::DateTime::parse_from_rfc3339(s)
+            .with_context(|| {
+                format!("--start {s:?}: expected RFC 3339, e.g. 2026-07-01T00:00:00Z")
+            })?
+            .with_timezone(&Utc),
+    ))
 }
 
 pub async fn run(db: &Path, args: RunArgs) -> Result<ExitCode> {
@@ -152,7 +167,17 @@ pub async fn run(db: &Path, args: RunArgs) -> Result<ExitCode> {
             bail!("--speed {s}: must be a positive number of simulated hours per second");
         }
     }
+    let start = args.start.as_deref().map(parse_start).transpose()?;
     let store = open_store(db)?;
+    if let (Some(asked), Some(began)) = (start, SimClock::began(&store)?) {
+        if asked.start() != began {
+            bail!(
+                "--start {}: this database's clock began at {}; --start applies to a new database",
+                asked.start().to_rfc3339(),
+                began.to_rfc3339()
+            );
+        }
+    }
     let seed = match (store.meta("seed")?, args.seed) {
         (Some(stored), Some(asked)) if stored != asked.to_string() => {
             bail!("this database was started with --seed {stored}; a run cannot change it")
@@ -181,8 +206,8 @@ pub async fn run(db: &Path, args: RunArgs) -> Result<ExitCode> {
         strategy: args.strategy.clone(),
         replays,
     };
-    let pipeline =
-        open_pipeline(store.clone(), &setup, Hour::containing(Utc::now()).start()).await?;
+    let start = start.unwrap_or_else(|| Hour::containing(Utc::now()));
+    let pipeline = open_pipeline(store.clone(), &setup, start.start()).await?;
     for _ in 0..args.hours {
         let step = pipeline.step(&[]).await?;
         if args.json {

@@ -11,6 +11,10 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
+/// A fixed start for the simulated clock, so the generated signals, and what the planner
+/// does with them, do not depend on the day the tests run.
+const START: &str = "2026-07-01T00:00:00Z";
+
 fn grd(db: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_grd"))
         .arg("--db")
@@ -185,13 +189,77 @@ fn demo_dispatches_for_less_than_the_2019_rule() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("did not create"));
 }
 
+/// `--start` fixes the simulated clock of a new database, so a run repeats exactly; a
+/// database that already has a clock keeps it.
+#[test]
+fn start_fixes_the_clock_and_a_run_repeats() {
+    let dir = tempfile::tempdir().unwrap();
+    let jobs = job_lines("t", 20, "2026-07-02T12:00:00Z");
+    let once = |name: &str| {
+        let db = dir.path().join(name);
+        assert!(grd(
+            &db,
+            &[
+                "run",
+                "--hours",
+                "1",
+                "--seed",
+                "5",
+                "--start",
+                "2026-07-01T00:40:00Z"
+            ]
+        )
+        .status
+        .success());
+        assert!(grd_stdin(&db, &["submit", "-"], &jobs).status.success());
+        let out = grd(&db, &["run", "--hours", "3", "--json"]);
+        assert!(out.status.success());
+        let status = last_json(&grd(&db, &["status", "--json"]));
+        (
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            status,
+            db,
+        )
+    };
+    let (a, status, db) = once("a.db");
+    let (b, again, _) = once("b.db");
+    assert_eq!(a, b);
+    assert_eq!(status["jobs"], again["jobs"]);
+    assert_eq!(status["clock"], "2026-07-01T04:00:00Z", "{status}");
+
+    // The same start again is fine; another one is refused and changes nothing.
+    assert!(grd(
+        &db,
+        &["run", "--hours", "1", "--start", "2026-07-01T00:00:00Z"]
+    )
+    .status
+    .success());
+    let out = grd(
+        &db,
+        &["run", "--hours", "1", "--start", "2026-08-01T00:00:00Z"],
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--start") && err.contains("2026-07-01T00:00:00"),
+        "{err}"
+    );
+    let out = grd(&db, &["run", "--hours", "1", "--start", "yesterday"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("RFC 3339"));
+    let status = last_json(&grd(&db, &["status", "--json"]));
+    assert_eq!(status["clock"], "2026-07-01T05:00:00Z", "{status}");
+}
+
 /// A local run killed part way (SIGKILL, mid-write or not) resumes on the same database
 /// and loses, doubles and double-reserves nothing.
 #[test]
 fn a_killed_run_resumes_without_losing_or_doubling_anything() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("grd.db");
-    let out = grd(&db, &["run", "--hours", "1", "--seed", "9"]);
+    let out = grd(
+        &db,
+        &["run", "--hours", "1", "--seed", "9", "--start", START],
+    );
     assert!(out.status.success());
     let out = grd_stdin(
         &db,
@@ -248,7 +316,10 @@ fn a_killed_run_resumes_without_losing_or_doubling_anything() {
 fn concurrent_processes_never_overbook_or_lose_a_job() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("grd.db");
-    let out = grd(&db, &["run", "--hours", "1", "--seed", "3"]);
+    let out = grd(
+        &db,
+        &["run", "--hours", "1", "--seed", "3", "--start", START],
+    );
     assert!(out.status.success());
     let out = grd_stdin(
         &db,

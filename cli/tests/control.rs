@@ -10,6 +10,10 @@ use serde_json::Value;
 use std::path::Path;
 use std::process::{Command, Output};
 
+/// A fixed start for the simulated clock, so the generated signals, and what the planner
+/// does with them, do not depend on the day the tests run.
+const START: &str = "2026-07-01T00:00:00Z";
+
 fn grd(db: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_grd"))
         .arg("--db")
@@ -58,7 +62,9 @@ fn world(dir: &Path) -> std::path::PathBuf {
     let db = dir.join("grd.db");
     ok(&grd(
         &db,
-        &["run", "--hours", "1", "--nodes", "3", "--seed", "7"],
+        &[
+            "run", "--hours", "1", "--nodes", "3", "--seed", "7", "--start", START,
+        ],
     ));
     let s = json(&grd(&db, &["status", "--json"]));
     let clock = chrono::DateTime::parse_from_rfc3339(s["clock"].as_str().unwrap()).unwrap();

@@ -461,7 +461,8 @@ pub async fn metrics<S: Deployment>(State(s): Shared<S>, headers: HeaderMap) -> 
             .iter()
             .filter(|r| matches!(r.status, JobStatus::Pending | JobStatus::Held))
             .map(|r| r.job.compute_hours)
-            .sum(),
+            .sum::<f64>()
+            + 0.0, // an empty f64 sum is -0.0, which would print as "-0"
         dispatched_chr: totals.dispatched_chr,
         cost_usd: totals.cost_usd,
         nodes: nodes

@@ -58,6 +58,17 @@ pub struct SimClock {
 }
 
 impl SimClock {
+    /// When this database's simulated time began: the first hour a pipeline ran, or the
+    /// clock set by an earlier command; `None` for a new database.
+    pub fn began(store: &SqliteStore) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let Some(s) = store.meta("start")?.or(store.meta(CLOCK_KEY)?) else {
+            return Ok(None);
+        };
+        DateTime::parse_from_rfc3339(&s)
+            .map(|t| Some(t.with_timezone(&Utc)))
+            .map_err(|e| StoreError::Corrupt(format!("clock {s:?}: {e}")))
+    }
+
     /// The stored time, or `start` for a new database (stored at once).
     pub fn load(store: &SqliteStore, start: DateTime<Utc>) -> Result<SimClock, StoreError> {
         let now = match store.meta(CLOCK_KEY)? {
