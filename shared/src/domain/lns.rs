@@ -29,7 +29,7 @@
 //! The shuffles come from a fixed seed: the same input always gives the same plan.
 
 use super::{
-    cheapest_spots_at, chr, flow, make_room, pick, screen, Grid, Level, PlanInput, Prices,
+    cheapest_spots_at, chr, flow, make_room, pick, screen, Grid, Level, PlanInput, PlanJob, Prices,
     Priority, Spot, Unplaced,
 };
 use std::rc::Rc;
@@ -234,6 +234,26 @@ fn lightest_spot<I: Iterator<Item = At>>(
     best.map(|(_, spot, way)| (spot, way))
 }
 
+/// Whether a plan (where each job is, `at`) leaves out jobs the starting plan placed
+/// (`start`) only as a round may: each for a more urgent job that gained a place, or where
+/// at least as many jobs of its priority gained a place as lost one. Each round keeps this
+/// rule, but a chain of rounds need not: a job may lose its place to a more urgent one that
+/// later gives it up to a less urgent one.
+fn fair_to(jobs: &[PlanJob], start: &[bool], at: &[Option<(usize, usize)>]) -> bool {
+    let mut gained = [0usize; 256];
+    let mut lost = [0usize; 256];
+    for ((job, &was), now) in jobs.iter().zip(start).zip(at) {
+        let p = usize::from(job.priority.get());
+        match (was, now.is_some()) {
+            (true, false) => lost[p] += 1,
+            (false, true) => gained[p] += 1,
+            _ => {}
+        }
+    }
+    let most_urgent_gain = gained.iter().position(|&g| g > 0).unwrap_or(usize::MAX);
+    (0..256).all(|p| lost[p] == 0 || most_urgent_gain < p || gained[p] >= lost[p])
+}
+
 /// Runs up to `rounds` rounds of ruin and recreate on the plan `all` (placed on `grid`), fewer
 /// when [`STALL_ROUNDS`] in a row find no plan better than the best so far after the
 /// annealing has cooled (see [`STALL_COOL`]); `priced` is the input at congestion prices, if
@@ -302,6 +322,10 @@ pub(super) fn ruin_recreate(
     let mut stall = 0;
     // The plan's total (cost plus the penalty of the jobs left out), and the best plan seen.
     let mut total = all.cost + open.iter().map(|&i| fx.penalty(i)).sum::<f64>();
+    // Which jobs the starting plan places: the plan returned may leave one of those out only
+    // as a round may (see `fair_to`), however many rounds led to it.
+    let start: Vec<bool> = at.iter().map(Option::is_some).collect();
+    let mut at_best = true;
     let mut best = Best {
         total,
         cost: all.cost,
@@ -525,7 +549,9 @@ pub(super) fn ruin_recreate(
             }
             open.retain(|&j| at[j].is_none());
             all.cost += delta;
-            if total < best.total - 1e-9 {
+            at_best = false;
+            if total < best.total - 1e-9 && fair_to(jobs, &start, &at) {
+                at_best = true;
                 stall = 0;
                 best.total = total;
                 best.cost = all.cost;
@@ -542,7 +568,7 @@ pub(super) fn ruin_recreate(
             }
         }
     }
-    if total > best.total + 1e-9 {
+    if !at_best {
         // Back to the best plan seen.
         for (i, a) in at.iter().enumerate() {
             if let Some((n, s)) = *a {
