@@ -772,7 +772,9 @@ impl Strategy for Optimized {
         // made in about a second, and three times the rounds were measured to gain little
         // there (220 jobs left out against 223 on large at load 0.6).
         let work = if small { LNS_WORK } else { LNS_WORK / 9 };
-        let rounds = (work / pairs).min(LNS_ROUNDS);
+        let rounds = (work / pairs)
+            .min(LNS_ROUNDS)
+            .min(LNS_ROUNDS_PER_JOB * input.jobs.len());
         lns::ruin_recreate(input, &mut grid, &mut all, slack, rounds, priced.as_ref());
         to_plan(input, all)
     }
@@ -784,6 +786,11 @@ impl Strategy for Optimized {
 /// out on `medium` at load 0.6 (seed 1), against 5 with 50,000.
 const LNS_WORK: usize = 2_700_000_000;
 const LNS_ROUNDS: usize = 50_000;
+/// And at most this many rounds per job in the queue: a round lifts up to 12 jobs, so a
+/// short queue is searched through in far fewer rounds, and the stall rule waits for the
+/// annealing to cool (two thirds of the rounds). `small` and `medium` (100 and 1,000 jobs)
+/// keep their 50,000.
+const LNS_ROUNDS_PER_JOB: usize = 500;
 /// Above this many (job, node) pairs `optimized` tries no whole-instance packings (planning
 /// time).
 const GLOBAL_LIMIT: usize = 400_000;
