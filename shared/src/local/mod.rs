@@ -256,15 +256,12 @@ pub async fn open_pipeline(
     let strategy = strategy_by_name(&setup.strategy)
         .ok_or_else(|| SetupError::UnknownStrategy(setup.strategy.clone()))?;
     let clock = SimClock::load(&store, start)?;
-    let origin = match store.meta("start")? {
-        Some(s) => DateTime::parse_from_rfc3339(&s)
-            .map_err(|e| StoreError::Corrupt(format!("start {s:?}: {e}")))?
-            .with_timezone(&Utc),
-        None => {
-            store.set_meta("start", &clock.now().to_rfc3339())?;
-            clock.now()
-        }
-    };
+    // Replays are laid out from the first hour a pipeline ran on this database (for a new
+    // one, the clock just loaded), stored at once.
+    let origin = SimClock::began(&store)?.unwrap_or_else(|| clock.now());
+    if store.meta("start")?.is_none() {
+        store.set_meta("start", &origin.to_rfc3339())?;
+    }
     let nodes: Vec<String> = store
         .nodes()
         .await?
