@@ -792,7 +792,7 @@ const LNS_ROUNDS: usize = 50_000;
 /// on `medium` (1,000 jobs), seeds 1-3, 100,000 rounds against 50,000 brought the mean gap
 /// from 8.4 to 7.1 % at load 0.6 and from 27.4 to 24.4 % at 0.9, in 1.5 to 2 times the
 /// planning time (18,000 rounds had left 8 jobs out at load 0.6, seed 1, against 5 with
-/// 50,000). Queues of a few hundred jobs, as in hourly operation, keep 50,000.
+/// 50,000). Queues of up to 500 jobs keep at most 50,000.
 const LNS_ROUNDS_PER_JOB_MIN: usize = 100;
 /// A short queue is searched through in far fewer rounds, and the stall rule waits for the
 /// annealing to cool (two thirds of the rounds): at most this many per queued job.
