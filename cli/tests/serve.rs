@@ -407,8 +407,12 @@ fn metrics_parse_as_prometheus_text() {
     for line in r.body.lines() {
         if let Some(rest) = line.strip_prefix("# TYPE ") {
             let mut it = rest.split(' ');
-            typed.insert(it.next().unwrap().to_string());
-            assert!(matches!(it.next(), Some("counter" | "gauge")), "{line}");
+            let name = it.next().unwrap();
+            let kind = it.next();
+            assert!(matches!(kind, Some("counter" | "gauge")), "{line}");
+            // A counter never falls and is named so; a gauge is not.
+            assert_eq!(kind == Some("counter"), name.ends_with("_total"), "{line}");
+            typed.insert(name.to_string());
             continue;
         }
         if line.starts_with('#') || line.is_empty() {
@@ -428,7 +432,7 @@ fn metrics_parse_as_prometheus_text() {
     assert!(samples["grd_dispatched_compute_hours_total"] > 0.0);
     // Prices may be negative (a glut of wind or sun), so a cost may be too; it is never 0 for
     // dispatched hours at generated prices.
-    let cost = samples["grd_dispatched_cost_usd_total"];
+    let cost = samples["grd_dispatched_cost_usd"];
     assert!(cost.is_finite() && cost != 0.0, "{cost}");
     assert!(!r.body.contains(" -0\n"), "a zero prints as 0");
     assert!(samples.contains_key("grd_backlog_age_seconds"));

@@ -94,11 +94,11 @@ pub fn render(s: &Snapshot) -> String {
     let _ = writeln!(o, "grd_dispatched_compute_hours_total {}", s.dispatched_chr);
     head(
         &mut o,
-        "grd_dispatched_cost_usd_total",
-        "counter",
-        "Cost of the dispatched compute-hours at the prices their hours had (forecast for hours to come).",
+        "grd_dispatched_cost_usd",
+        "gauge",
+        "Cost of the dispatched compute-hours at the prices their hours had (forecast for hours to come); falls when a price is negative or a forecast is revised down.",
     );
-    let _ = writeln!(o, "grd_dispatched_cost_usd_total {}", s.cost_usd);
+    let _ = writeln!(o, "grd_dispatched_cost_usd {}", s.cost_usd);
     head(
         &mut o,
         "grd_backlog_age_seconds",
