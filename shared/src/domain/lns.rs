@@ -222,7 +222,7 @@ fn lightest_spot<I: Iterator<Item = At>>(
     for _ in 0..ROOM_SPOTS {
         let n = fx.nodes_of[o][rng.below(fx.nodes_of[o].len())];
         let st = rng.below(last + 1);
-        if st > 0 && st as i64 + fx.slack > job.latest_start {
+        if !job.may_start(st, fx.slack) {
             continue;
         }
         if let Some((w, way)) = in_the_way(fx.input, grid, on(n), o, (n, st)) {

@@ -66,6 +66,14 @@ impl PlanJob {
         self.fractions.len()
     }
 
+    /// Whether the job may start at slot `s` (0 is now) with `slack` hours of deferral
+    /// slack: now, or later only while `slack` hours remain before its latest start.
+    /// Waiting is a bet on the forecast: the slack keeps a stale feed or a more urgent
+    /// arrival at the chosen hour from costing the deadline.
+    fn may_start(&self, s: usize, slack: i64) -> bool {
+        s == 0 || s as i64 + slack <= self.latest_start
+    }
+
     fn allows(&self, region: &str) -> bool {
         self.regions.is_empty() || self.regions.iter().any(|r| r == region)
     }
@@ -429,9 +437,7 @@ fn cheapest_spots_at(
         let mut run = 0;
         for t in (0..end).rev() {
             run = if free[t] >= job.units { run + 1 } else { 0 };
-            // Waiting is a bet on the forecast: keep `slack` hours so a stale feed or a
-            // more urgent arrival at the chosen hour does not cost the deadline.
-            if t > last_start || run < slots || (t > 0 && t as i64 + slack > job.latest_start) {
+            if t > last_start || run < slots || !job.may_start(t, slack) {
                 continue;
             }
             let c = prices.cost(input, job, n, t);
@@ -729,7 +735,7 @@ impl ExpectedLoad {
         let Some(last) = flow::last_start(input, i) else {
             return;
         };
-        let may_start = |s: &usize| *s == 0 || *s as i64 + slack <= job.latest_start;
+        let may_start = |s: &usize| job.may_start(*s, slack);
         let starts = (0..=last).filter(may_start).count();
         let w = f64::from(job.units) / starts as f64;
         for s in (0..=last).filter(may_start) {
@@ -1018,7 +1024,7 @@ fn insert_across_levels(input: &PlanInput, grid: &mut Grid, all: &mut Level, sla
         let mut cands: Vec<(usize, f64, f64, usize, usize, Vec<usize>)> = Vec::new();
         for &(_, n) in &order {
             for st in 0..=last {
-                if st > 0 && st as i64 + own > job.latest_start {
+                if !job.may_start(st, own) {
                     continue;
                 }
                 let Some(chosen) = blockers_at(input, grid, all, &on_node, job, (n, st), None)
@@ -1272,7 +1278,7 @@ fn eject_search(input: &PlanInput, grid: &mut Grid, all: &mut Level, slack: i64)
         let mut cands: Vec<(f64, usize, usize)> = Vec::new();
         for &n in &nodes {
             for st in 0..=last {
-                if (st > 0 && st as i64 + own > job.latest_start) || (n, st) == (n0, s0) {
+                if !job.may_start(st, own) || (n, st) == (n0, s0) {
                     continue;
                 }
                 let c = grid.cost(input, job, n, st);
@@ -1400,7 +1406,7 @@ fn repair(input: &PlanInput, grid: &mut Grid, level: &mut Level, slack: i64) {
                 continue;
             }
             for st in 0..=last.min(horizon - len) {
-                if st > 0 && st as i64 + own > job.latest_start {
+                if !job.may_start(st, own) {
                     continue;
                 }
                 let in_way: Vec<usize> = mine
