@@ -554,8 +554,13 @@ const ORDERS: usize = 4;
 const LOCAL_SEARCH_ROUNDS: usize = 2;
 /// Spots tried per job in the repair step.
 const REPAIR_SPOTS: usize = 6;
-/// Above this many (job, node) pairs per level, fewer orders are tried (planning time).
+/// Above this many (job, node) pairs per level only the least-freedom order is tried
+/// (planning time). On `large` it beat earliest deadline first on 9 of the 10 levels (seed
+/// 1, load 0.6); over seeds 1-6 trying both changed the summed penalised cost by 0.0 /
+/// -0.1 / +0.2 % at load 0.3 / 0.6 / 0.9, for up to 110 ms more per plan.
 const BIG_LEVEL: usize = 100_000;
+/// The least-freedom order's index in [`level_order`].
+const LEAST_FREEDOM: usize = 1;
 
 /// A level's working state: (job, node, start, runner-up) per placed job.
 struct Level {
@@ -640,12 +645,12 @@ impl Optimized {
             let input = &*input;
             grid.prices = Rc::new(Prices::new(input));
             let orders = if jobs.len() * input.nodes.len() > BIG_LEVEL {
-                2
+                LEAST_FREEDOM..LEAST_FREEDOM + 1
             } else {
-                ORDERS
+                0..ORDERS
             };
             let mut best: Option<(Grid, Level)> = None;
-            for k in 0..orders {
+            for k in orders {
                 let ordered = level_order(input, &grid, jobs, k, self.defer_slack_hours);
                 let mut g = grid.clone();
                 let level = place_level(input, &mut g, &ordered, self.defer_slack_hours);
