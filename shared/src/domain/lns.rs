@@ -67,7 +67,8 @@ const MAX_LIFT: usize = 12;
 /// jobs close to it lift up to this many instead of [`MAX_LIFT`] (on `small`, every job): the
 /// wide ruins let the search leave a plan whose improvements all need many jobs to move at
 /// once. On `small`, seeds 1-16, three shuffle seeds each, the summed penalised cost fell by
-/// 0.85 % at load 0.6 and 1.4 % at 0.9 (0.2 % at 0.3), for 35 to 50 % more planning time.
+/// 0.84 % at load 0.6 and 1.4 % at 0.9 (0.2 % at 0.3, one shuffle seed), for 35 to 50 %
+/// more planning time.
 const WIDE_LIFT: usize = 100;
 /// Queues longer than this get no wide ruins: on `medium` (1,000 jobs, seeds 1-3, two shuffle
 /// seeds) lifting up to 100 or 40 jobs changed the cost by -1.0 to +1.2 % (within the spread
