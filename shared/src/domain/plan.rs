@@ -1005,9 +1005,8 @@ fn insert_across_levels(input: &PlanInput, grid: &mut Grid, all: &mut Level, sla
             still.push((i, why));
             continue;
         };
-        let own = slack;
         // A spot may have opened since its level was placed.
-        let spots = cheapest_spots(input, grid, &nodes, i, own);
+        let spots = cheapest_spots(input, grid, &nodes, i, slack);
         if let Some((c, s, n)) = pick(&spots) {
             grid.reserve(n, s, job);
             all.cost += c;
@@ -1029,7 +1028,7 @@ fn insert_across_levels(input: &PlanInput, grid: &mut Grid, all: &mut Level, sla
         let mut cands: Vec<(usize, f64, f64, usize, usize, Vec<usize>)> = Vec::new();
         for &(_, n) in &order {
             for st in 0..=last {
-                if !job.may_start(st, own) {
+                if !job.may_start(st, slack) {
                     continue;
                 }
                 let Some(chosen) = blockers_at(input, grid, all, &on_node, job, (n, st), None)
@@ -1278,12 +1277,11 @@ fn eject_search(input: &PlanInput, grid: &mut Grid, all: &mut Level, slack: i64)
         let (Ok(nodes), Some(last)) = (screen(input, job), flow::last_start(input, i)) else {
             continue;
         };
-        let own = slack;
         let here = grid.cost(input, job, n0, s0);
         let mut cands: Vec<(f64, usize, usize)> = Vec::new();
         for &n in &nodes {
             for st in 0..=last {
-                if !job.may_start(st, own) || (n, st) == (n0, s0) {
+                if !job.may_start(st, slack) || (n, st) == (n0, s0) {
                     continue;
                 }
                 let c = grid.cost(input, job, n, st);
@@ -1398,7 +1396,6 @@ fn repair(input: &PlanInput, grid: &mut Grid, level: &mut Level, slack: i64) {
             still.push((i, why));
             continue;
         };
-        let own = slack;
         let len = job.slots();
         // Candidate spots: (cost, node, start, the level's jobs in the way).
         let mut cands: Vec<(f64, usize, usize, Vec<usize>)> = Vec::new();
@@ -1411,7 +1408,7 @@ fn repair(input: &PlanInput, grid: &mut Grid, level: &mut Level, slack: i64) {
                 continue;
             }
             for st in 0..=last.min(horizon - len) {
-                if !job.may_start(st, own) {
+                if !job.may_start(st, slack) {
                     continue;
                 }
                 let in_way: Vec<usize> = mine
