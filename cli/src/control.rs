@@ -7,10 +7,10 @@ use chrono::Utc;
 use clap::Args;
 use grd::adapters::sqlite::SqliteStore;
 use grd::app::control::{control_job, parse_action, set_drained};
-use grd::app::explain::{explain, Explanation};
+use grd::app::explain::{explain_id, Explanation};
 use grd::domain::time::Hour;
 use grd::local::SimClock;
-use grd::ports::{Backlog, Clock};
+use grd::ports::Clock;
 use serde_json::json;
 use std::path::Path;
 use std::process::ExitCode;
@@ -173,21 +173,19 @@ pub async fn drain(db: &Path, args: NodeArgs, drained: bool) -> Result<ExitCode>
 }
 
 pub async fn explain_job(db: &Path, args: JobArgs) -> Result<ExitCode> {
-    if args.stack.names().is_some() {
-        bail!(
-            "explain reads the local database only; against a stack, use the dashboard's job view"
-        );
-    }
-    let (store, now) = open_existing(db)?;
-    let Some(record) = store
-        .all_jobs()
-        .await?
-        .into_iter()
-        .find(|r| r.job.id.as_str() == args.job)
-    else {
+    let found = match args.stack.names() {
+        #[cfg(feature = "aws")]
+        Some(tables) => crate::remote::explain(tables, &args.job).await?,
+        #[cfg(not(feature = "aws"))]
+        Some(_) => return crate::local::no_aws("--backlog-table"),
+        None => {
+            let (store, now) = open_existing(db)?;
+            explain_id(store.as_ref(), &args.job, now).await?
+        }
+    };
+    let Some(e) = found else {
         bail!("unknown job `{}`", args.job);
     };
-    let e = explain(store.as_ref(), &record, now).await?;
     if args.json {
         println!("{}", json!(e));
     } else {

@@ -5,6 +5,7 @@ use anyhow::{Context, Result};
 use grd::adapters::dynamodb::{DynamoStore, Tables};
 use grd::adapters::sqs::JobQueue;
 use grd::app::control::DrainOutcome;
+use grd::app::explain::Explanation;
 use grd::app::ingest_jobs::IngestReport;
 use grd::domain::dispatch::{ControlOutcome, JobAction};
 use grd::domain::job::Job;
@@ -111,6 +112,17 @@ async fn stack_store(tables: Tables) -> DynamoStore {
     DynamoStore::new(aws_sdk_dynamodb::Client::new(&conf), tables)
 }
 
+/// A DynamoDB store over a deployed stack's (backlog, dispatches, nodes) tables.
+async fn job_tables((backlog, dispatches, nodes): (&str, &str, &str)) -> DynamoStore {
+    stack_store(Tables {
+        backlog: Some(backlog.to_string()),
+        dispatches: Some(dispatches.to_string()),
+        nodes: Some(nodes.to_string()),
+        ..Tables::default()
+    })
+    .await
+}
+
 /// hold, release, cancel, complete or priority on a job of a deployed stack, at the wall
 /// clock's hour (the stack's dispatcher runs on it).
 pub async fn control_job(
@@ -118,15 +130,15 @@ pub async fn control_job(
     job: &str,
     action: JobAction,
 ) -> Result<ControlOutcome> {
-    let (backlog, dispatches, nodes) = tables;
-    let store = stack_store(Tables {
-        backlog: Some(backlog.to_string()),
-        dispatches: Some(dispatches.to_string()),
-        nodes: Some(nodes.to_string()),
-        ..Tables::default()
-    })
-    .await;
+    let store = job_tables(tables).await;
     Ok(grd::app::control::control_job(&store, job, action, chrono::Utc::now()).await?)
+}
+
+/// Why a job of a deployed stack is where it is, at the wall clock's hour (as the
+/// dashboard's job view); None when the backlog holds no such job.
+pub async fn explain(tables: (&str, &str, &str), job: &str) -> Result<Option<Explanation>> {
+    let store = job_tables(tables).await;
+    Ok(grd::app::explain::explain_id(&store, job, chrono::Utc::now()).await?)
 }
 
 /// Drains or undrains a node in a deployed stack's nodes table.

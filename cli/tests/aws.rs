@@ -188,6 +188,35 @@ async fn nodes_submit_status_and_control_against_a_stack() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot release"));
     assert_eq!(job_state(&store, other.id.as_str()).await.0, "pending");
+    // Why each job is where it is, as the dashboard's job view says.
+    let out = control(&["explain", job.id.as_str()]);
+    succeeded(&out);
+    let e = json(&out);
+    assert_eq!(e["status"], "dispatched");
+    assert_eq!(e["chosen"]["node_id"], node.as_str());
+    assert_eq!(e["chosen"]["cost_usd"].as_f64(), Some(0.5));
+    let out = control(&["explain", other.id.as_str()]);
+    succeeded(&out);
+    assert_eq!(json(&out)["status"], "pending");
+    assert!(json(&out)["chosen"].is_null());
+    let text = grd(
+        &[
+            "explain",
+            job.id.as_str(),
+            "--backlog-table",
+            &backlog_table,
+            "--dispatches-table",
+            &dispatches_table,
+            "--nodes-table",
+            &nodes_table,
+        ],
+        "",
+    );
+    succeeded(&text);
+    assert!(String::from_utf8_lossy(&text.stdout).contains("chosen (planned)"));
+    let out = control(&["explain", "nowhere"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown job `nowhere`"));
     // Cancelling the dispatched job gives back every node-hour it held.
     let hours = (h, h.plus(job.slots() as i64));
     let before = reserved(&store, hours).await;

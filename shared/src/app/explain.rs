@@ -112,6 +112,20 @@ pub struct Explanation {
     pub reason: Option<String>,
 }
 
+/// Explains the job with id `id` from what is in `store` at time `now`; None when the store
+/// holds no such job.
+pub async fn explain_id<S: Backlog + DispatchLog + NodeStore>(
+    store: &S,
+    id: &str,
+    now: DateTime<Utc>,
+) -> Result<Option<Explanation>, StoreError> {
+    let jobs = store.all_jobs().await?;
+    match jobs.iter().find(|r| r.job.id.as_str() == id) {
+        Some(record) => explain(store, record, now).await.map(Some),
+        None => Ok(None),
+    }
+}
+
 /// Explains one job from what is in `store` at simulated time `now`.
 pub async fn explain<S: Backlog + DispatchLog + NodeStore>(
     store: &S,

@@ -3,7 +3,7 @@
 use super::metrics::{self, Snapshot};
 use super::{AppState, Deployment};
 use crate::app::control::{self, ControlFailure};
-use crate::app::explain::explain;
+use crate::app::explain::{explain, explain_id};
 use crate::app::ingest_jobs::ingest_lines;
 use crate::app::summary::summary;
 use crate::app::view::View;
@@ -219,24 +219,16 @@ pub async fn series<S: Deployment>(
     Ok(Json(json!({"node": id, "now": hour.start(), "points": points})).into_response())
 }
 
-async fn find_job<S: Deployment>(s: &AppState<S>, id: &str) -> Result<JobRecord, ApiError> {
-    s.store
-        .all_jobs()
-        .await?
-        .into_iter()
-        .find(|r| r.job.id.as_str() == id)
-        .ok_or_else(|| ControlError::UnknownJob(id.to_string()).into())
-}
-
 pub async fn explain_job<S: Deployment>(
     State(s): Shared<S>,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> ApiResult {
     authorize(&s, &headers)?;
-    let record = find_job(&s, &id).await?;
-    let e = explain(s.store.as_ref(), &record, now(&s)?).await?;
-    Ok(Json(e).into_response())
+    match explain_id(s.store.as_ref(), &id, now(&s)?).await? {
+        Some(e) => Ok(Json(e).into_response()),
+        None => Err(ControlError::UnknownJob(id).into()),
+    }
 }
 
 #[derive(Deserialize)]
