@@ -200,12 +200,15 @@ struct Prices {
     prefix: Vec<Vec<f64>>,
     /// `min_price[n][s]`: node n's lowest price over slots 0..s (infinite for s = 0).
     min_price: Vec<Vec<f64>>,
+    /// `by_floor[s]`: every node, by its lowest price over slots 0..s (then by index).
+    by_floor: Vec<Vec<usize>>,
 }
 
 impl Prices {
     fn new(input: &PlanInput) -> Prices {
         let h = input.horizon();
-        Prices {
+        let mut prices = Prices {
+            by_floor: Vec::new(),
             prefix: input
                 .nodes
                 .iter()
@@ -232,23 +235,52 @@ impl Prices {
                         .collect()
                 })
                 .collect(),
-        }
+        };
+        prices.by_floor = (0..=h)
+            .map(|s| {
+                let mut order: Vec<usize> = (0..input.nodes.len()).collect();
+                let floor = |n: usize| prices.min_price[n][s];
+                order.sort_by(|&a, &b| floor(a).total_cmp(&floor(b)).then(a.cmp(&b)));
+                order
+            })
+            .collect();
+        prices
     }
 
     /// Cost of `job` on node `n` from `start` at the prices of `input` (the ones these
     /// tables were built from): whole slots from the prefix sums, the partial last slot at
     /// its fraction.
     fn cost(&self, input: &PlanInput, job: &PlanJob, n: usize, start: usize) -> f64 {
-        let k = job.slots();
-        let last = job.fractions[k - 1];
-        if job.fractions[..k - 1].iter().all(|&f| f == 1.0) {
+        self.run_cost(input, job, whole_but_last(job), n, start)
+    }
+
+    /// [`Prices::cost`] with `whole` = [`whole_but_last`]`(job)` known (a spot search costs
+    /// one job at many starts).
+    fn run_cost(
+        &self,
+        input: &PlanInput,
+        job: &PlanJob,
+        whole: bool,
+        n: usize,
+        start: usize,
+    ) -> f64 {
+        if whole {
+            let k = job.slots();
             let p = &self.prefix[n];
             f64::from(job.units)
-                * (p[start + k - 1] - p[start] + last * input.nodes[n].usd_per_chr[start + k - 1])
+                * (p[start + k - 1] - p[start]
+                    + job.fractions[k - 1] * input.nodes[n].usd_per_chr[start + k - 1])
         } else {
             input.cost(job, n, start)
         }
     }
+}
+
+/// Whether every slot of the job's run but the last is a whole hour of work: its cost then
+/// comes from the prefix sums.
+fn whole_but_last(job: &PlanJob) -> bool {
+    let k = job.slots();
+    job.fractions[..k - 1].iter().all(|&f| f == 1.0)
 }
 
 /// The mutable grid a strategy fills in: free units per node and slot, and the run-cost
@@ -422,14 +454,18 @@ fn cheapest_spots_at(
         .min(input.starts - 1);
     let end = last_start + slots;
     let work = f64::from(job.units) * job.fractions.iter().sum::<f64>();
-    let mut order: Vec<(f64, usize)> = nodes
-        .iter()
-        .map(|&n| (work * prices.min_price[n][end], n))
-        .collect();
-    order.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
-    let mut top: Vec<Spot> = Vec::with_capacity(2);
-    for (lb, n) in order {
-        if top.len() == 2 && lb > top[1].0 + 1e-12 {
+    let whole = whole_but_last(job);
+    // `nodes` ascending (as `screen` gives them); all of them when as many as the grid's.
+    debug_assert!(nodes.windows(2).all(|w| w[0] < w[1]), "nodes not ascending");
+    let allowed = |n: usize| nodes.len() == grid.free.len() || nodes.binary_search(&n).is_ok();
+    let mut top: Vec<Spot> = Vec::with_capacity(3);
+    for &n in &prices.by_floor[end] {
+        if !allowed(n) {
+            continue;
+        }
+        // No spot on n costs less than its lowest price before the job's end: from here
+        // on no node can beat the two spots found.
+        if top.len() == 2 && work * prices.min_price[n][end] > top[1].0 + 1e-12 {
             break;
         }
         let free = &grid.free[n];
@@ -440,7 +476,7 @@ fn cheapest_spots_at(
             if t > last_start || run < slots || !job.may_start(t, slack) {
                 continue;
             }
-            let c = prices.cost(input, job, n, t);
+            let c = prices.run_cost(input, job, whole, n, t);
             if node_best.is_none_or(|(bc, _, _)| c <= bc + 1e-12) {
                 node_best = Some((c, t, n));
             }
