@@ -437,11 +437,25 @@ fn cheapest_spots(
 /// [`cheapest_spots`] judged at other prices: `input` may differ from the grid's instance
 /// in its prices only, and `prices` are its run-cost tables; the spots' costs are at those.
 fn cheapest_spots_at(
+    prices: (&PlanInput, &Prices),
+    grid: &Grid,
+    nodes: &[usize],
+    i: usize,
+    slack: i64,
+) -> Vec<Spot> {
+    spots_below(prices, grid, nodes, i, slack, f64::INFINITY)
+}
+
+/// [`cheapest_spots_at`], but the search stops at the first node that cannot hold a spot
+/// costing `cap` or less: the cheapest spot is the same when it costs less than `cap`, the
+/// second may be missing.
+fn spots_below(
     (input, prices): (&PlanInput, &Prices),
     grid: &Grid,
     nodes: &[usize],
     i: usize,
     slack: i64,
+    cap: f64,
 ) -> Vec<Spot> {
     let job = &input.jobs[i];
     let horizon = input.horizon();
@@ -464,8 +478,9 @@ fn cheapest_spots_at(
             continue;
         }
         // No spot on n costs less than its lowest price before the job's end: from here
-        // on no node can beat the two spots found.
-        if top.len() == 2 && work * prices.min_price[n][end] > top[1].0 + 1e-12 {
+        // on no node can beat the two spots found, nor `cap`.
+        let floor = work * prices.min_price[n][end];
+        if (top.len() == 2 && floor > top[1].0 + 1e-12) || floor > cap + 1e-12 {
             break;
         }
         let free = &grid.free[n];
@@ -1551,7 +1566,12 @@ fn local_search_rounds(
             let here = grid.cost(input, job, n, s);
             grid.release(n, s, job);
             let nodes = screen(input, job).unwrap_or_default();
-            let spots = cheapest_spots(input, grid, &nodes, i, slack);
+            // Most jobs stay: a search that stops at `here` tells; a job that moves has the
+            // whole search, for its runner-up.
+            let mut spots = spots_below((input, &grid.prices), grid, &nodes, i, slack, here);
+            if pick(&spots).is_some_and(|sp| sp.0 < here - 1e-9) {
+                spots = cheapest_spots(input, grid, &nodes, i, slack);
+            }
             match pick(&spots) {
                 Some((c, s2, n2)) if c < here - 1e-9 => {
                     grid.reserve(n2, s2, job);
