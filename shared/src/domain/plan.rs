@@ -207,44 +207,45 @@ struct Prices {
 impl Prices {
     fn new(input: &PlanInput) -> Prices {
         let h = input.horizon();
-        let mut prices = Prices {
-            by_floor: Vec::new(),
-            prefix: input
-                .nodes
-                .iter()
-                .map(|n| {
-                    let mut acc = 0.0;
-                    std::iter::once(0.0)
-                        .chain(n.usd_per_chr[..h].iter().map(|p| {
-                            acc += p;
-                            acc
-                        }))
-                        .collect()
-                })
-                .collect(),
-            min_price: input
-                .nodes
-                .iter()
-                .map(|n| {
-                    let mut m = f64::INFINITY;
-                    std::iter::once(m)
-                        .chain(n.usd_per_chr[..h].iter().map(|p| {
-                            m = m.min(*p);
-                            m
-                        }))
-                        .collect()
-                })
-                .collect(),
-        };
-        prices.by_floor = (0..=h)
+        let prefix = input
+            .nodes
+            .iter()
+            .map(|n| {
+                let mut acc = 0.0;
+                std::iter::once(0.0)
+                    .chain(n.usd_per_chr[..h].iter().map(|p| {
+                        acc += p;
+                        acc
+                    }))
+                    .collect()
+            })
+            .collect();
+        let min_price: Vec<Vec<f64>> = input
+            .nodes
+            .iter()
+            .map(|n| {
+                let mut m = f64::INFINITY;
+                std::iter::once(m)
+                    .chain(n.usd_per_chr[..h].iter().map(|p| {
+                        m = m.min(*p);
+                        m
+                    }))
+                    .collect()
+            })
+            .collect();
+        let by_floor = (0..=h)
             .map(|s| {
                 let mut order: Vec<usize> = (0..input.nodes.len()).collect();
-                let floor = |n: usize| prices.min_price[n][s];
+                let floor = |n: usize| min_price[n][s];
                 order.sort_by(|&a, &b| floor(a).total_cmp(&floor(b)).then(a.cmp(&b)));
                 order
             })
             .collect();
-        prices
+        Prices {
+            by_floor,
+            prefix,
+            min_price,
+        }
     }
 
     /// Cost of `job` on node `n` from `start` at the prices of `input` (the ones these
@@ -938,7 +939,7 @@ impl Strategy for Optimized {
         }
         let pairs = (input.jobs.len() * input.nodes.len()).max(1);
         // Where the packings are skipped (large), a sixth of the budget: the plan must be
-        // made in about a second. On `large`, seeds 1-6, after the pass above, 450 rounds
+        // made within a second. On `large`, seeds 1-6, after the pass above, 450 rounds
         // against 150 lowered the summed penalised cost by 0.0 / 0.4 / 0.0 % at load 0.3 /
         // 0.6 / 0.9 for 20 to 90 ms.
         let work = if small { LNS_WORK } else { LNS_WORK / 6 };
