@@ -2013,7 +2013,7 @@ mod properties {
     }
 
     /// The steps `optimized` takes only above [`GLOBAL_LIMIT`] (job, node) pairs, on the
-    /// generated `large` instance at load 0.6: a feasible plan, no dearer than its
+    /// generated `large` instance at load 0.6: a feasible plan, cheaper than its
     /// level-by-level steps (penalties included), and every job those place still placed
     /// unless a job at least as urgent took its place.
     #[test]
