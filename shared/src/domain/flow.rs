@@ -469,7 +469,9 @@ impl<'a> Dual<'a> {
         }
     }
 
-    /// (job, node, start) evaluations of one round.
+    /// (job, node, start) triples of one round: the measure by which the searches for
+    /// heuristics and for `gap_served` set their rounds (a round of [`Dual::eval`] reads
+    /// fewer, through its tables).
     fn work(&self) -> usize {
         self.jobs.iter().map(|d| d.nodes.len() * (d.last + 1)).sum()
     }
@@ -631,7 +633,7 @@ pub fn lagrangian_value(
 
 /// A Lagrangian bound over the jobs `include` selects, for scoring a schedule of them that
 /// costs `upper`: Polyak steps from zero toward `upper`, as many rounds as `work` (job, node,
-/// start) evaluations allow (10 to 300), or the value at `multipliers` (found for a larger
+/// start) triples allow (10 to 300), or the value at `multipliers` (found for a larger
 /// set of jobs) when that is higher.
 pub fn lagrangian_bound_within(
     input: &PlanInput,
@@ -648,7 +650,7 @@ pub fn lagrangian_bound_within(
 }
 
 /// Multipliers after subgradient steps toward `upper` (the penalised cost of a schedule
-/// over all jobs), as many as `work` (job, node, start) evaluations allow (20 to 100), for
+/// over all jobs), as many as `work` (job, node, start) triples allow (20 to 100), for
 /// pricing congestion in a heuristic.
 pub(crate) fn lagrangian_multipliers(input: &PlanInput, work: usize, upper: f64) -> Vec<Vec<f64>> {
     let per_round = Dual::new(input, &|_| true).work().max(1);

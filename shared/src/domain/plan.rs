@@ -971,7 +971,7 @@ const LNS_ROUNDS_PER_JOB: usize = 500;
 /// Above this many (job, node) pairs `optimized` tries no whole-instance packings (planning
 /// time).
 const GLOBAL_LIMIT: usize = 400_000;
-/// Budget of (job, node, start) evaluations for the congestion prices of the priced
+/// Budget of (job, node, start) triples for the congestion prices of the priced
 /// packings (20 to 100 subgradient rounds).
 const PRICE_WORK: usize = 30_000_000;
 /// Whole-instance packing orders tried (each at real and at congestion prices, with and
