@@ -552,17 +552,7 @@ impl<'a> Dual<'a> {
             }
             picks[k] = pick;
         }
-        let mut value: f64 = -input
-            .nodes
-            .iter()
-            .zip(lambda)
-            .map(|(node, l)| {
-                l.iter()
-                    .zip(&node.free)
-                    .map(|(l, f)| l * f64::from(*f))
-                    .sum::<f64>()
-            })
-            .sum::<f64>();
+        let mut value = -priced_capacity(input, lambda);
         if let Some(u) = used.as_deref_mut() {
             u.iter_mut()
                 .for_each(|u| u.iter_mut().for_each(|x| *x = 0.0));
@@ -584,6 +574,22 @@ impl<'a> Dual<'a> {
         }
         value
     }
+}
+
+/// `Σ lambda x free units` over every node and slot: what the multipliers add back to the
+/// Lagrangian value.
+fn priced_capacity(input: &PlanInput, lambda: &[Vec<f64>]) -> f64 {
+    input
+        .nodes
+        .iter()
+        .zip(lambda)
+        .map(|(node, l)| {
+            l.iter()
+                .zip(&node.free)
+                .map(|(l, f)| l * f64::from(*f))
+                .sum::<f64>()
+        })
+        .sum()
 }
 
 /// `[0, x0, x0 + x1, ...]`.
@@ -1405,17 +1411,7 @@ mod tests {
 
     /// The Lagrangian value at `lambda`, each job searching every node and start itself.
     fn lagrangian_value_job_by_job(input: &PlanInput, lambda: &[Vec<f64>]) -> f64 {
-        let mut value: f64 = -input
-            .nodes
-            .iter()
-            .zip(lambda)
-            .map(|(node, l)| {
-                l.iter()
-                    .zip(&node.free)
-                    .map(|(l, f)| l * f64::from(*f))
-                    .sum::<f64>()
-            })
-            .sum::<f64>();
+        let mut value = -priced_capacity(input, lambda);
         for (j, job) in input.jobs.iter().enumerate() {
             let Some(last) = last_start(input, j) else {
                 continue;
