@@ -776,7 +776,7 @@ grd_lambda_e2e() {
             else
                 echo "bootstrap sizes: none recorded (grd_sam_build not run)"
             fi
-            echo "function peak RSS (x86_64 release binaries, one process per function; template MemorySize 256 MB):"
+            echo "function peak RSS (x86_64 release binaries, one process per function; template MemorySize 256 MB, dispatch-jobs 1,769 MB):"
             printf '  %s\n' "${rss_lines[@]}"
             echo "wall time: ${total_s} s in all, of which the release build ${build_s} s (logs: ${work#"$GRD_ROOT"/})"
         } >&2

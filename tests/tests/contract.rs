@@ -738,3 +738,20 @@ async fn dashboard_matches_its_role() {
         &LOGS,
     );
 }
+
+/// Lambda gives CPU in proportion to memory, one vCPU at 1,769 MB. The README's planning
+/// times are for one core: the planner's function must get at least that much.
+#[test]
+fn the_planner_gets_a_whole_vcpu() {
+    let t = template();
+    let own = &t["Resources"]["DispatchJobsFunction"]["Properties"]["MemorySize"];
+    let global = &t["Globals"]["Function"]["MemorySize"];
+    let mb = own
+        .as_u64()
+        .or_else(|| global.as_u64())
+        .expect("a MemorySize for DispatchJobsFunction or in Globals");
+    assert!(
+        mb >= 1769,
+        "DispatchJobsFunction: MemorySize {mb} MB is less than one vCPU (1,769 MB)"
+    );
+}
