@@ -25,7 +25,8 @@
 //! gained one as lost one. Otherwise the grid is put back as it was. So a job loses its
 //! place only to one at least as urgent, and the jobs of a priority left out never grow in
 //! number for jobs of that priority (a bigger job may take a smaller one's place). The plan
-//! returned is the one with the lowest total seen, which is never above the plan given.
+//! returned is the one with the lowest total seen among those that keep that rule against
+//! the plan given (or an earlier plan the caller names), which is never above the plan given.
 //!
 //! The shuffles come from a fixed seed: the same input always gives the same plan.
 
@@ -252,7 +253,7 @@ fn lightest_spot<I: Iterator<Item = At>>(
 /// at least as many jobs of its priority gained a place as lost one. Each round keeps this
 /// rule, but a chain of rounds need not: a job may lose its place to a more urgent one that
 /// later gives it up to a less urgent one.
-fn fair_to(jobs: &[PlanJob], start: &[bool], at: &[Option<(usize, usize)>]) -> bool {
+pub(super) fn fair_to(jobs: &[PlanJob], start: &[bool], at: &[Option<(usize, usize)>]) -> bool {
     let mut gained = [0usize; 256];
     let mut lost = [0usize; 256];
     for ((job, &was), now) in jobs.iter().zip(start).zip(at) {
@@ -270,7 +271,8 @@ fn fair_to(jobs: &[PlanJob], start: &[bool], at: &[Option<(usize, usize)>]) -> b
 /// Runs up to `rounds` rounds of ruin and recreate on the plan `all` (placed on `grid`), fewer
 /// when [`STALL_ROUNDS`] in a row find no plan better than the best so far after the
 /// annealing has cooled (see [`STALL_COOL`]); `priced` is the input at congestion prices, if
-/// any.
+/// any. The plan returned leaves out jobs placed in `from` (by default, in the plan given)
+/// only as a round may (see `fair_to`).
 pub(super) fn ruin_recreate(
     input: &PlanInput,
     grid: &mut Grid,
@@ -278,6 +280,7 @@ pub(super) fn ruin_recreate(
     slack: i64,
     rounds: usize,
     priced: Option<&PlanInput>,
+    from: Option<&[bool]>,
 ) {
     let jobs = &input.jobs;
     if all.placed.is_empty() || rounds == 0 {
@@ -336,9 +339,12 @@ pub(super) fn ruin_recreate(
     let mut stall = 0;
     // The plan's total (cost plus the penalty of the jobs left out), and the best plan seen.
     let mut total = all.cost + open.iter().map(|&i| fx.penalty(i)).sum::<f64>();
-    // Which jobs the starting plan places: the plan returned may leave one of those out only
-    // as a round may (see `fair_to`), however many rounds led to it.
-    let start: Vec<bool> = at.iter().map(Option::is_some).collect();
+    // Which jobs the starting plan (or `from`) places: the plan returned may leave one of
+    // those out only as a round may (see `fair_to`), however many rounds led to it.
+    let start: Vec<bool> = from.map_or_else(
+        || at.iter().map(Option::is_some).collect(),
+        <[bool]>::to_vec,
+    );
     let mut at_best = true;
     let mut best = Best {
         total,
@@ -683,7 +689,7 @@ mod tests {
             unplaced: Vec::new(),
             cost: 11.0,
         };
-        ruin_recreate(&input, &mut grid, &mut all, 0, 200, None);
+        ruin_recreate(&input, &mut grid, &mut all, 0, 200, None, None);
         assert!((all.cost - 7.0).abs() < 1e-9, "{}", all.cost);
         let mut placed = all.placed.clone();
         placed.sort_by_key(|p| p.0);
@@ -725,7 +731,7 @@ mod tests {
                 all.cost += 1.0;
             }
             let was = penalised(&input, &all);
-            ruin_recreate(&input, &mut grid, &mut all, 0, 200, None);
+            ruin_recreate(&input, &mut grid, &mut all, 0, 200, None, None);
             let placed: Vec<usize> = all.placed.iter().map(|p| p.0).collect();
             if smalls == 1 {
                 // One for one: fewer compute-hours left out.
@@ -780,7 +786,7 @@ mod tests {
                 ..input.clone()
             };
             let priced = congested.then_some(&priced);
-            ruin_recreate(&input, &mut grid, &mut all, slack, 300, priced);
+            ruin_recreate(&input, &mut grid, &mut all, slack, 300, priced, None);
             let now: Vec<usize> = all.placed.iter().map(|p| p.0).collect();
             for &i in &before {
                 if !now.contains(&i) {

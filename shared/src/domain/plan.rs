@@ -573,8 +573,9 @@ fn place_cheapest(
 /// 4. a job left without a place takes room held by jobs of any priority when those all find
 ///    another spot within their deadlines;
 /// 5. on small and medium instances, whole-instance packings (at real and at congestion
-///    prices) replace the plan when they place every job it places and cost less, and an
-///    ejection search moves jobs to cheaper spots, the jobs in the way stepping aside; on
+///    prices), where each job the plan places gets its place back from less urgent jobs,
+///    replace the plan when they cost less and leave out a job it places only for one at
+///    least as urgent (as a round of step 6 may), and an ejection search moves jobs to cheaper spots, the jobs in the way stepping aside; on
 ///    large ones (planning time) one pass of single-job moves at the real prices, then
 ///    step 4 again;
 /// 6. ruin and recreate (see the `lns` module): groups of nearby jobs are lifted and put
@@ -583,7 +584,7 @@ fn place_cheapest(
 ///    urgent.
 ///
 /// A level's outcome in steps 1 to 3 depends only on the grid the more urgent levels left and
-/// on the jobs at least as urgent as its own, steps 4 and 5 unplace no job, and step 6 only
+/// on the jobs at least as urgent as its own, step 4 unplaces no job, and steps 5 and 6 only
 /// for one at least as urgent, so a less urgent job never displaces a more urgent one (a more
 /// urgent one may move to another spot within its deadline). A deferred job keeps
 /// `defer_slack_hours` before its latest start: with jobs arriving over time the slack keeps
@@ -848,6 +849,7 @@ impl Strategy for Optimized {
         insert_across_levels(input, &mut grid, &mut all, slack);
         let small = input.jobs.len() * input.nodes.len() <= GLOBAL_LIMIT;
         let mut priced = None;
+        let mut start: Option<Vec<bool>> = None;
         if small {
             local_search(input, &mut grid, &mut all, slack);
             if input.jobs.len() * input.nodes.len() <= EJECT_ALL_LIMIT {
@@ -863,8 +865,9 @@ impl Strategy for Optimized {
             insert_across_levels(input, &mut grid, &mut all, slack);
         }
         if small && !all.placed.is_empty() {
-            // Whole-instance packings in other orders; one replaces the plan only when it
-            // places every job the plan places and costs less (penalties included).
+            // Whole-instance packings in other orders; one replaces the plan when it costs
+            // less (penalties included) and leaves out no job the plan places but for a
+            // more urgent one or one of its own priority (see `make_fair`).
             let served: Vec<bool> = {
                 let mut v = vec![false; input.jobs.len()];
                 all.placed.iter().for_each(|p| v[p.0] = true);
@@ -921,11 +924,16 @@ impl Strategy for Optimized {
                 if input.jobs.len() * input.nodes.len() <= EJECT_ALL_LIMIT {
                     eject_search(input, &mut g, &mut cand, slack);
                 }
-                let mut covers = vec![false; input.jobs.len()];
-                cand.placed.iter().for_each(|p| covers[p.0] = true);
-                let superset = served.iter().zip(&covers).all(|(s, c)| !s || *c);
+                // Jobs the plan places that the packing leaves out get their place back
+                // from less urgent jobs; the packing may then leave a job out only as a
+                // round of step 4 may (each for a more urgent job that gained a place, or
+                // where as many of its priority gained one).
+                make_fair(input, &mut g, &mut cand, &served, slack);
+                let mut at = vec![None; input.jobs.len()];
+                cand.placed.iter().for_each(|p| at[p.0] = Some((p.1, p.2)));
+                let fair = lns::fair_to(&input.jobs, &served, &at);
                 let c = penalised(input, &cand);
-                if superset && c < best - 1e-9 {
+                if fair && c < best - 1e-9 {
                     best = c;
                     all = cand;
                     grid = g;
@@ -936,6 +944,8 @@ impl Strategy for Optimized {
             }
             local_search(input, &mut grid, &mut all, slack);
             priced = Some(congested);
+            // Step 4 keeps to the same rule against the plan before the packings.
+            start = Some(served);
         }
         let pairs = (input.jobs.len() * input.nodes.len()).max(1);
         // Where the packings are skipped (large), a sixth of the budget: the plan must be
@@ -947,7 +957,15 @@ impl Strategy for Optimized {
         let rounds = (work / pairs)
             .min(LNS_ROUNDS.max(LNS_ROUNDS_PER_JOB_MIN * jobs))
             .min(LNS_ROUNDS_PER_JOB * jobs);
-        lns::ruin_recreate(input, &mut grid, &mut all, slack, rounds, priced.as_ref());
+        lns::ruin_recreate(
+            input,
+            &mut grid,
+            &mut all,
+            slack,
+            rounds,
+            priced.as_ref(),
+            start.as_deref(),
+        );
         to_plan(input, all)
     }
 }
@@ -1180,6 +1198,101 @@ fn insert_across_levels(input: &PlanInput, grid: &mut Grid, all: &mut Level, sla
         }
     }
     all.unplaced = still;
+}
+
+/// Puts back the jobs `served` places that `cand` leaves out, most urgent first, each at the
+/// spot where it displaces the least penalty of less urgent jobs (plus its own cost); the
+/// displaced jobs go to their cheapest spots elsewhere, or are left out.
+fn make_fair(input: &PlanInput, grid: &mut Grid, cand: &mut Level, served: &[bool], slack: i64) {
+    let jobs = &input.jobs;
+    let mut at: Vec<Option<(usize, usize)>> = vec![None; jobs.len()];
+    for p in &cand.placed {
+        at[p.0] = Some((p.1, p.2));
+    }
+    let mut lost: Vec<usize> = (0..jobs.len())
+        .filter(|&i| served[i] && at[i].is_none())
+        .collect();
+    if lost.is_empty() {
+        return;
+    }
+    lost.sort_by_key(|&i| (jobs[i].priority, jobs[i].latest_start, jobs[i].seq));
+    let mut on_node: Vec<Vec<usize>> = vec![Vec::new(); input.nodes.len()];
+    for (i, a) in at.iter().enumerate() {
+        if let Some((n, _)) = a {
+            on_node[*n].push(i);
+        }
+    }
+    let pen = |k: usize| chr(&jobs[k]) * flow::penalty_per_chr(input, jobs[k].priority.get());
+    for i in lost {
+        let job = &jobs[i];
+        let Some(last) = flow::last_start(input, i) else {
+            continue;
+        };
+        let nodes = screen(input, job).unwrap_or_default();
+        let mut best: Option<(f64, usize, usize, Vec<usize>)> = None;
+        for &n in &nodes {
+            let mut over: Vec<(usize, usize, usize)> = on_node[n]
+                .iter()
+                .filter(|&&k| jobs[k].priority > job.priority)
+                .map(|&k| (k, k, at[k].map_or(0, |a| a.1)))
+                .collect();
+            over.sort_by(|a, b| {
+                jobs[b.0]
+                    .priority
+                    .cmp(&jobs[a.0].priority)
+                    .then(chr(&jobs[a.0]).total_cmp(&chr(&jobs[b.0])))
+            });
+            for st in 0..=last {
+                if !job.may_start(st, slack) {
+                    continue;
+                }
+                if let Some(bl) = make_room(input, &grid.free[n], job, st, over.iter().copied()) {
+                    let loss =
+                        grid.cost(input, job, n, st) + bl.iter().map(|&k| pen(k)).sum::<f64>();
+                    if best.as_ref().is_none_or(|b| loss < b.0) {
+                        best = Some((loss, n, st, bl));
+                    }
+                }
+            }
+        }
+        let Some((_, n, st, bl)) = best else {
+            continue;
+        };
+        for &k in &bl {
+            if let Some((m, s)) = at[k].take() {
+                grid.release(m, s, &jobs[k]);
+                cand.cost -= grid.cost(input, &jobs[k], m, s);
+                on_node[m].retain(|&x| x != k);
+            }
+        }
+        grid.reserve(n, st, job);
+        cand.cost += grid.cost(input, job, n, st);
+        at[i] = Some((n, st));
+        on_node[n].push(i);
+        for &k in &bl {
+            let jn = screen(input, &jobs[k]).unwrap_or_default();
+            let spots = cheapest_spots(input, grid, &jn, k, slack);
+            if let Some((c, s2, n2)) = pick(&spots) {
+                grid.reserve(n2, s2, &jobs[k]);
+                cand.cost += c;
+                at[k] = Some((n2, s2));
+                on_node[n2].push(k);
+            }
+        }
+    }
+    let runner: std::collections::HashMap<usize, Option<Spot>> =
+        cand.placed.iter().map(|p| (p.0, p.3)).collect();
+    cand.placed = (0..jobs.len())
+        .filter_map(|i| at[i].map(|(n, s)| (i, n, s, runner.get(&i).copied().flatten())))
+        .collect();
+    let mut listed = vec![false; jobs.len()];
+    cand.unplaced.retain(|u| at[u.0].is_none());
+    cand.unplaced.iter().for_each(|u| listed[u.0] = true);
+    for i in 0..jobs.len() {
+        if at[i].is_none() && !listed[i] {
+            cand.unplaced.push((i, Unplaced::NoCapacityBeforeDeadline));
+        }
+    }
 }
 
 /// Spots tried per job by the ejection search.
@@ -1676,6 +1789,62 @@ mod tests {
         assert!(opt.total_cost() < plan.total_cost());
         let ru = of("j").runner_up.as_ref().unwrap();
         assert_eq!(ru.node_id, "b");
+    }
+
+    #[test]
+    fn a_packing_gives_a_job_the_plan_placed_its_place_back_from_less_urgent_jobs_only() {
+        let input = PlanInput {
+            now: Hour(0),
+            starts: 4,
+            nodes: vec![node("a", "r", 2, &[0.01, 0.02, 0.05, 0.09])],
+            jobs: vec![
+                job("urgent", 1, 2, 1, 0, 0),
+                job("lazy", 5, 2, 1, 3, 1),
+                job("peer", 1, 2, 1, 3, 2),
+            ],
+        };
+        let served = [true, true, true];
+        // A packing that left "urgent" out: "lazy" holds the only hour it can run in.
+        let packing = |lazy: usize, peer: usize| {
+            let mut g = Grid::new(&input);
+            g.reserve(0, lazy, &input.jobs[1]);
+            g.reserve(0, peer, &input.jobs[2]);
+            let level = Level {
+                placed: vec![(1, 0, lazy, None), (2, 0, peer, None)],
+                unplaced: vec![(0, Unplaced::NoCapacityBeforeDeadline)],
+                cost: input.cost(&input.jobs[1], 0, lazy) + input.cost(&input.jobs[2], 0, peer),
+            };
+            (g, level)
+        };
+        let (mut g, mut cand) = packing(0, 1);
+        make_fair(&input, &mut g, &mut cand, &served, 0);
+        let mut at: Vec<_> = cand.placed.iter().map(|p| (p.0, p.2)).collect();
+        at.sort_unstable();
+        assert_eq!(
+            at,
+            vec![(0, 0), (1, 2), (2, 1)],
+            "lazy moves to the next free hour"
+        );
+        assert!(cand.unplaced.is_empty());
+        assert!(
+            (cand.cost - (0.02 + 0.04 + 0.10)).abs() < 1e-9,
+            "{}",
+            cand.cost
+        );
+        assert_eq!(g.free[0], vec![0, 0, 0, 2]);
+        let fair = |cand: &Level| {
+            let mut at = vec![None; 3];
+            cand.placed.iter().for_each(|p| at[p.0] = Some((p.1, p.2)));
+            lns::fair_to(&input.jobs, &served, &at)
+        };
+        assert!(fair(&cand));
+        // A job of its own priority keeps its place: "urgent" stays out, and the packing is
+        // not fair to the plan.
+        let (mut g, mut cand) = packing(1, 0);
+        make_fair(&input, &mut g, &mut cand, &served, 0);
+        assert_eq!(cand.placed.len(), 2);
+        assert_eq!(cand.unplaced.len(), 1);
+        assert!(!fair(&cand));
     }
 
     #[test]
