@@ -1845,6 +1845,32 @@ mod tests {
         assert_eq!(cand.placed.len(), 2);
         assert_eq!(cand.unplaced.len(), 1);
         assert!(!fair(&cand));
+        // A displaced job with nowhere else to go is left out, with its reason.
+        let mut input = input.clone();
+        input.jobs[1].latest_start = 0;
+        let served = [true, false, true];
+        let mut g = Grid::new(&input);
+        g.reserve(0, 0, &input.jobs[1]);
+        g.reserve(0, 1, &input.jobs[2]);
+        let mut cand = Level {
+            placed: vec![(1, 0, 0, None), (2, 0, 1, None)],
+            unplaced: vec![(0, Unplaced::NoCapacityBeforeDeadline)],
+            cost: input.cost(&input.jobs[1], 0, 0) + input.cost(&input.jobs[2], 0, 1),
+        };
+        make_fair(&input, &mut g, &mut cand, &served, 0);
+        let mut at: Vec<_> = cand.placed.iter().map(|p| (p.0, p.2)).collect();
+        at.sort_unstable();
+        assert_eq!(at, vec![(0, 0), (2, 1)]);
+        assert_eq!(cand.unplaced.len(), 1);
+        assert_eq!(cand.unplaced[0].0, 1);
+        assert!(matches!(
+            cand.unplaced[0].1,
+            Unplaced::NoCapacityBeforeDeadline
+        ));
+        assert!((cand.cost - (0.02 + 0.04)).abs() < 1e-9, "{}", cand.cost);
+        let mut at = vec![None; 3];
+        cand.placed.iter().for_each(|p| at[p.0] = Some((p.1, p.2)));
+        assert!(lns::fair_to(&input.jobs, &served, &at));
     }
 
     #[test]
