@@ -575,9 +575,9 @@ fn place_cheapest(
 /// 5. on small and medium instances, whole-instance packings (at real and at congestion
 ///    prices), where each job the plan places gets its place back from less urgent jobs,
 ///    replace the plan when they cost less and leave out a job it places only for one at
-///    least as urgent (as a round of step 6 may), and an ejection search moves jobs to cheaper spots, the jobs in the way stepping aside; on
-///    large ones (planning time) one pass of single-job moves at the real prices, then
-///    step 4 again;
+///    least as urgent (as a round of step 6 may), and an ejection search moves jobs to
+///    cheaper spots, the jobs in the way stepping aside; on large ones (planning time) one
+///    pass of single-job moves at the real prices, then step 4 again;
 /// 6. ruin and recreate (see the `lns` module): groups of nearby jobs are lifted and put
 ///    back with jobs still without a place, kept when the cost plus the penalty of the jobs
 ///    left out does not rise and a job that loses its place loses it to one at least as
@@ -926,7 +926,7 @@ impl Strategy for Optimized {
                 }
                 // Jobs the plan places that the packing leaves out get their place back
                 // from less urgent jobs; the packing may then leave a job out only as a
-                // round of step 4 may (each for a more urgent job that gained a place, or
+                // round of step 6 may (each for a more urgent job that gained a place, or
                 // where as many of its priority gained one).
                 make_fair(input, &mut g, &mut cand, &served, slack);
                 let mut at = vec![None; input.jobs.len()];
@@ -944,7 +944,7 @@ impl Strategy for Optimized {
             }
             local_search(input, &mut grid, &mut all, slack);
             priced = Some(congested);
-            // Step 4 keeps to the same rule against the plan before the packings.
+            // Step 6 keeps to the same rule against the plan before the packings.
             start = Some(served);
         }
         let pairs = (input.jobs.len() * input.nodes.len()).max(1);
@@ -1222,7 +1222,8 @@ fn make_fair(input: &PlanInput, grid: &mut Grid, cand: &mut Level, served: &[boo
             on_node[*n].push(i);
         }
     }
-    let pen = |k: usize| chr(&jobs[k]) * flow::penalty_per_chr(input, jobs[k].priority.get());
+    let per_chr: Vec<f64> = (0..=10).map(|p| flow::penalty_per_chr(input, p)).collect();
+    let pen = |k: usize| chr(&jobs[k]) * per_chr[usize::from(jobs[k].priority.get().min(10))];
     for i in lost {
         let job = &jobs[i];
         let Some(last) = flow::last_start(input, i) else {
