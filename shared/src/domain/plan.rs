@@ -625,6 +625,13 @@ struct Level {
 }
 
 impl Level {
+    /// Where each of the instance's `jobs` jobs is: (node, start), or None.
+    fn at(&self, jobs: usize) -> Vec<Option<(usize, usize)>> {
+        let mut at = vec![None; jobs];
+        self.placed.iter().for_each(|p| at[p.0] = Some((p.1, p.2)));
+        at
+    }
+
     fn unplaced_chr(&self, input: &PlanInput) -> f64 {
         self.unplaced
             .iter()
@@ -929,9 +936,7 @@ impl Strategy for Optimized {
                 // round of step 6 may (each for a more urgent job that gained a place, or
                 // where as many of its priority gained one).
                 make_fair(input, &mut g, &mut cand, &served, slack);
-                let mut at = vec![None; input.jobs.len()];
-                cand.placed.iter().for_each(|p| at[p.0] = Some((p.1, p.2)));
-                let fair = lns::fair_to(&input.jobs, &served, &at);
+                let fair = lns::fair_to(&input.jobs, &served, &cand.at(input.jobs.len()));
                 let c = penalised(input, &cand);
                 if fair && c < best - 1e-9 {
                     best = c;
@@ -1205,10 +1210,7 @@ fn insert_across_levels(input: &PlanInput, grid: &mut Grid, all: &mut Level, sla
 /// displaced jobs go to their cheapest spots elsewhere, or are left out.
 fn make_fair(input: &PlanInput, grid: &mut Grid, cand: &mut Level, served: &[bool], slack: i64) {
     let jobs = &input.jobs;
-    let mut at: Vec<Option<(usize, usize)>> = vec![None; jobs.len()];
-    for p in &cand.placed {
-        at[p.0] = Some((p.1, p.2));
-    }
+    let mut at = cand.at(jobs.len());
     let mut lost: Vec<usize> = (0..jobs.len())
         .filter(|&i| served[i] && at[i].is_none())
         .collect();
@@ -1833,11 +1835,7 @@ mod tests {
             cand.cost
         );
         assert_eq!(g.free[0], vec![0, 0, 0, 2]);
-        let fair = |cand: &Level| {
-            let mut at = vec![None; 3];
-            cand.placed.iter().for_each(|p| at[p.0] = Some((p.1, p.2)));
-            lns::fair_to(&input.jobs, &served, &at)
-        };
+        let fair = |cand: &Level| lns::fair_to(&input.jobs, &served, &cand.at(3));
         assert!(fair(&cand));
         // A job of its own priority keeps its place: "urgent" stays out, and the packing is
         // not fair to the plan.
@@ -1869,9 +1867,7 @@ mod tests {
             Unplaced::NoCapacityBeforeDeadline
         ));
         assert!((cand.cost - (0.02 + 0.04)).abs() < 1e-9, "{}", cand.cost);
-        let mut at = vec![None; 3];
-        cand.placed.iter().for_each(|p| at[p.0] = Some((p.1, p.2)));
-        assert!(lns::fair_to(&input.jobs, &served, &at));
+        assert!(lns::fair_to(&input.jobs, &served, &cand.at(3)));
     }
 
     #[test]
