@@ -128,7 +128,39 @@ struct Fixed<'a> {
     congested: Option<(&'a PlanInput, Prices)>,
 }
 
-impl Fixed<'_> {
+impl<'a> Fixed<'a> {
+    /// The facts of `input` (whose run-cost tables are `real`) for rounds with `slack` hours
+    /// of deferral slack; `priced` is the instance at congestion prices, if any.
+    fn new(
+        input: &'a PlanInput,
+        slack: i64,
+        real: Rc<Prices>,
+        priced: Option<&'a PlanInput>,
+    ) -> Fixed<'a> {
+        let jobs = &input.jobs;
+        let nodes_of: Vec<Vec<usize>> = jobs
+            .iter()
+            .map(|j| screen(input, j).unwrap_or_default())
+            .collect();
+        let width = input.nodes.len();
+        let mut may_use = vec![false; jobs.len() * width];
+        for (j, nodes) in nodes_of.iter().enumerate() {
+            nodes.iter().for_each(|&n| may_use[j * width + n] = true);
+        }
+        Fixed {
+            input,
+            slack,
+            nodes_of,
+            may_use,
+            per_chr: (0..=10).map(|p| flow::penalty_per_chr(input, p)).collect(),
+            last: (0..jobs.len())
+                .map(|i| flow::last_start(input, i))
+                .collect(),
+            real,
+            congested: priced.map(|p| (p, Prices::new(p))),
+        }
+    }
+
     /// Penalty of leaving job `i` out.
     fn penalty(&self, i: usize) -> f64 {
         let job = &self.input.jobs[i];
@@ -308,27 +340,8 @@ pub(super) fn ruin_recreate(
     if all.placed.is_empty() || rounds == 0 {
         return;
     }
-    let nodes_of: Vec<Vec<usize>> = jobs
-        .iter()
-        .map(|j| screen(input, j).unwrap_or_default())
-        .collect();
     let width = input.nodes.len();
-    let mut may_use = vec![false; jobs.len() * width];
-    for (j, nodes) in nodes_of.iter().enumerate() {
-        nodes.iter().for_each(|&n| may_use[j * width + n] = true);
-    }
-    let fx = Fixed {
-        input,
-        slack,
-        nodes_of,
-        may_use,
-        per_chr: (0..=10).map(|p| flow::penalty_per_chr(input, p)).collect(),
-        last: (0..jobs.len())
-            .map(|i| flow::last_start(input, i))
-            .collect(),
-        real: Rc::clone(&grid.prices),
-        congested: priced.map(|p| (p, Prices::new(p))),
-    };
+    let fx = Fixed::new(input, slack, Rc::clone(&grid.prices), priced);
     // The end of the hours each job could run in.
     let ends: Vec<usize> = (0..jobs.len())
         .map(|i| fx.last[i].map_or(0, |l| l + jobs[i].slots()))
@@ -684,6 +697,57 @@ mod tests {
             regions: Vec::new(),
             seq,
         }
+    }
+
+    #[test]
+    fn a_job_without_a_place_weighs_the_spots_shortest_of_room() {
+        // 20 nodes of 4 units, 3 slots; the job needs 2 units for 2 slots from slot 0 or 1.
+        // Every node is full but the ones set free below.
+        let instance = |free: &[(usize, [u32; 3])]| PlanInput {
+            now: Hour(0),
+            starts: 3,
+            nodes: (0..20)
+                .map(|n| SlotNode {
+                    node_id: format!("n{n}"),
+                    region: "r".into(),
+                    capacity_units: 4,
+                    usd_per_chr: vec![1.0; 3],
+                    free: free
+                        .iter()
+                        .find(|f| f.0 == n)
+                        .map_or(vec![0; 3], |f| f.1.to_vec()),
+                })
+                .collect(),
+            jobs: vec![
+                PlanJob {
+                    fractions: vec![1.0; 2],
+                    compute_hours: 4.0,
+                    latest_start: 1,
+                    ..job("open", 2, 0)
+                },
+                job("held", 1, 1),
+            ],
+        };
+        let lightest = |input: &PlanInput, on: &dyn Fn(usize) -> Vec<At>| {
+            let grid = Grid::new(input);
+            let fx = Fixed::new(input, 0, Rc::clone(&grid.prices), None);
+            let mut rng = Rng(7);
+            lightest_spot(&fx, &grid, &mut rng, 0, |n| on(n).into_iter())
+        };
+        // Room from slot 1 on node 13 only: found among the 40 spots, nothing in the way.
+        let input = instance(&[(13, [0, 4, 4])]);
+        assert_eq!(
+            lightest(&input, &|_| Vec::new()),
+            Some(((13, 1), Vec::new()))
+        );
+        // One unit short at slot 1 of node 5 (missing 1, every other spot 3 or 4): the
+        // 1-unit run held there steps aside.
+        let input = instance(&[(5, [4, 1, 0])]);
+        let on = |n: usize| if n == 5 { vec![(1, 5, 1)] } else { Vec::new() };
+        assert_eq!(lightest(&input, &on), Some(((5, 0), vec![(1, 5, 1)])));
+        // Nowhere to make room: nothing to weigh.
+        let input = instance(&[]);
+        assert_eq!(lightest(&input, &|_| Vec::new()), None);
     }
 
     #[test]
