@@ -1263,12 +1263,7 @@ fn make_fair(input: &PlanInput, grid: &mut Grid, cand: &mut Level, served: &[boo
                 .filter(|&&k| jobs[k].priority > job.priority)
                 .map(|&k| (k, k, at[k].map_or(0, |a| a.1)))
                 .collect();
-            over.sort_by(|a, b| {
-                jobs[b.0]
-                    .priority
-                    .cmp(&jobs[a.0].priority)
-                    .then(chr(&jobs[a.0]).total_cmp(&chr(&jobs[b.0])))
-            });
+            over.sort_by(|a, b| lift_first(&jobs[a.0], &jobs[b.0]));
             for st in 0..=last {
                 if !job.may_start(st, slack) {
                     continue;
@@ -1352,6 +1347,12 @@ fn blockers_at(
             .then(a.0.cmp(&b.0))
     });
     make_room(input, &grid.free[n], job, st, over)
+}
+
+/// The order in which runs step aside for a job that needs their room: the least urgent
+/// first, then the smallest.
+fn lift_first(a: &PlanJob, b: &PlanJob) -> std::cmp::Ordering {
+    b.priority.cmp(&a.priority).then(chr(a).total_cmp(&chr(b)))
 }
 
 /// The fewest of the runs `over` (key, job, start) on one node, taken in the order given and
