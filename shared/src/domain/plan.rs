@@ -1036,15 +1036,18 @@ const PACKING_LEFT_OUT_MAX: f64 = 0.05;
 /// packing, least freedom first, with the jobs the plan `all` places (`served`) ahead of the
 /// rest and every job placed at the expected-load prices of all of them. The jobs the plan
 /// places that this leaves out are then held at their spots in the plan and the others placed
-/// again, once. Then the cross-level insertion, a pass of single-job moves, the insertion
-/// again, and the jobs the plan places that are still out are put back where they can be
-/// ([`make_fair`], [`insert_served`], [`make_fair`]). The packing replaces the plan when it
-/// costs less, penalties included, and leaves out a job the plan places only as a round of
-/// step 6 may (`fair_to`). Skipped when the plan leaves out more than
-/// [`PACKING_LEFT_OUT_MAX`] of the jobs. On `large`, hour-by-hour simulation with no
-/// deferral slack: at load 0.6, seeds 1-6, summed penalised cost -3.6 % (94,977.64 ->
-/// 91,602.32), for 250 to 400 ms; at 0.3, seeds 1-2, -0.2 / -0.1 % against the packing at
-/// real prices with no jobs held (which already gave -1.2 to -1.4 % at seeds 1-4).
+/// again, once, and the cross-level insertion follows; when it leaves out none of them, the
+/// cross-level insertion, a pass of single-job moves and the insertion again. The jobs the
+/// plan places that are still out are then put back where they can be ([`make_fair`],
+/// [`insert_served`], [`make_fair`]). The packing replaces the plan when it costs less,
+/// penalties included, and leaves out a job the plan places only as a round of step 6 may
+/// (`fair_to`). Skipped when the plan leaves out more than [`PACKING_LEFT_OUT_MAX`] of the
+/// jobs. On `large`, hour-by-hour simulation with no deferral slack: at load 0.6, seeds 1-6,
+/// summed penalised cost -3.4 % (94,977.64 -> 91,743.95), for 200 to 350 ms; the pass of
+/// moves after the second packing too would have gained 0.15 % more for 60 to 110 ms. At
+/// load 0.3, seeds 1-4, the plan leaves no job out and the packing loses none: -1.2 to
+/// -1.4 % at real prices with every job in least-freedom order, then -0.2 / -0.1 % more at
+/// seeds 1-2 with the expected-load prices.
 fn least_freedom_packing(
     input: &PlanInput,
     grid: &mut Grid,
@@ -1078,13 +1081,16 @@ fn least_freedom_packing(
         .map(|u| u.0)
         .filter(|&i| served[i])
         .collect();
+    // Planning time: the packing again or a pass of single-job moves, not both.
     if !lost.is_empty() {
         lost.iter().for_each(|&i| held[i] = true);
         (g, cand) = pack_holding(input, &priced, &order, &old, &held, slack);
+        insert_across_levels(input, &mut g, &mut cand, slack);
+    } else {
+        insert_across_levels(input, &mut g, &mut cand, slack);
+        local_search_rounds(input, &mut g, &mut cand, slack, 1);
+        insert_across_levels(input, &mut g, &mut cand, slack);
     }
-    insert_across_levels(input, &mut g, &mut cand, slack);
-    local_search_rounds(input, &mut g, &mut cand, slack, 1);
-    insert_across_levels(input, &mut g, &mut cand, slack);
     // The jobs the plan places that the packing leaves out get their place back from less
     // urgent jobs, then from jobs that can move elsewhere; and once more from less urgent
     // jobs for those the moves made room for. On `large` at load 0.6, seeds 1-6, the
