@@ -858,7 +858,6 @@ impl Strategy for Optimized {
         insert_across_levels(input, &mut grid, &mut all, slack);
         let small = input.jobs.len() * input.nodes.len() <= GLOBAL_LIMIT;
         let mut priced = None;
-        let mut start: Option<Vec<bool>> = None;
         if small {
             local_search(input, &mut grid, &mut all, slack);
             if input.jobs.len() * input.nodes.len() <= EJECT_ALL_LIMIT {
@@ -872,24 +871,19 @@ impl Strategy for Optimized {
             // at 0.6), for about 180 ms; a second pass gained nothing more at seeds 1-2.
             local_search_rounds(input, &mut grid, &mut all, slack, 1);
             insert_across_levels(input, &mut grid, &mut all, slack);
-            let served: Vec<bool> = all
-                .at(input.jobs.len())
-                .iter()
-                .map(Option::is_some)
-                .collect();
-            least_freedom_packing(input, &mut grid, &mut all, &served, slack);
-            // Step 6 keeps to the same rule against the plan before the packing.
-            start = Some(served);
         }
-        if small && !all.placed.is_empty() {
+        // The jobs the plan places so far: step 3's packings, and step 6's rounds, leave one
+        // of them out only for a more urgent job or one of its own priority (see `fair_to`).
+        let served: Vec<bool> = all
+            .at(input.jobs.len())
+            .iter()
+            .map(Option::is_some)
+            .collect();
+        if !small {
+            least_freedom_packing(input, &mut grid, &mut all, &served, slack);
+        } else if !all.placed.is_empty() {
             // Whole-instance packings in other orders; one replaces the plan when it costs
-            // less (penalties included) and leaves out no job the plan places but for a
-            // more urgent one or one of its own priority (see `make_fair`).
-            let served: Vec<bool> = {
-                let mut v = vec![false; input.jobs.len()];
-                all.placed.iter().for_each(|p| v[p.0] = true);
-                v
-            };
+            // less (penalties included) and keeps to that rule (see `make_fair`).
             let mut best = penalised(input, &all);
             // Congestion prices: Lagrangian multipliers of the node-slot capacities.
             let lambda = flow::lagrangian_multipliers(input, PRICE_WORK, best);
@@ -962,8 +956,6 @@ impl Strategy for Optimized {
             }
             local_search(input, &mut grid, &mut all, slack);
             priced = Some(congested);
-            // Step 6 keeps to the same rule against the plan before the packings.
-            start = Some(served);
         }
         let pairs = (input.jobs.len() * input.nodes.len()).max(1);
         // Where the packings are skipped (large), a sixth of the budget: the plan must be
@@ -982,7 +974,7 @@ impl Strategy for Optimized {
             slack,
             rounds,
             priced.as_ref(),
-            start.as_deref(),
+            Some(&served),
         );
         to_plan(input, all)
     }
@@ -1032,7 +1024,7 @@ fn penalised(input: &PlanInput, level: &Level) -> f64 {
 /// Share of the jobs a schedule could place above which the plan left out too many for
 /// [`least_freedom_packing`] to try (planning time): on `large` at load 0.9, seeds 1-3, the
 /// level plan leaves out 11.5 to 11.6 % and the packing, at 450 to 640 ms, never kept to
-/// [`make_fair`]'s rule; at 0.6, seeds 1-6, it leaves out 1.1 to 1.8 %.
+/// the rule of `fair_to`; at 0.6, seeds 1-6, it leaves out 1.1 to 1.8 %.
 const PACKING_LEFT_OUT_MAX: f64 = 0.05;
 
 /// Above [`GLOBAL_LIMIT`] pairs, instead of step 3's twelve packings: one whole-instance
@@ -1088,9 +1080,9 @@ fn least_freedom_packing(
     if !lost.is_empty() {
         lost.iter().for_each(|&i| held[i] = true);
         (g, cand) = pack_holding(input, &priced, &order, &old, &held, slack);
-        insert_across_levels(input, &mut g, &mut cand, slack);
-    } else {
-        insert_across_levels(input, &mut g, &mut cand, slack);
+    }
+    insert_across_levels(input, &mut g, &mut cand, slack);
+    if lost.is_empty() {
         local_search_rounds(input, &mut g, &mut cand, slack, 1);
         insert_across_levels(input, &mut g, &mut cand, slack);
     }
