@@ -31,7 +31,7 @@
 //! The shuffles come from a fixed seed: the same input always gives the same plan.
 
 use super::{
-    cheapest_spots_at, chr, flow, lift_first, make_room, pick, screen, Grid, Level, PlanInput,
+    cheapest_spots_at, chr, flow, make_room, pick, screen, sort_lift_first, Grid, Level, PlanInput,
     PlanJob, Prices, Priority, Spot, Unplaced,
 };
 use std::rc::Rc;
@@ -244,7 +244,8 @@ fn in_the_way(
 ) -> Option<(f64, Vec<At>)> {
     let jobs = &input.jobs;
     let mut over: Vec<(At, usize, usize)> = here.map(|a| (a, a.0, a.2)).collect();
-    over.sort_by(|a, b| lift_first(&jobs[a.1], &jobs[b.1]).then(a.1.cmp(&b.1)));
+    over.sort_by_key(|a| a.1);
+    sort_lift_first(jobs, &mut over);
     let way = make_room(input, &grid.free[n], &jobs[o], st, over)?;
     let weight = way
         .iter()

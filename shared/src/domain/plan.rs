@@ -331,18 +331,19 @@ impl Grid {
 
 /// Screens a job before searching: reasons that do not depend on the grid's state.
 fn screen(input: &PlanInput, job: &PlanJob) -> Result<Vec<usize>, Unplaced> {
-    let allowed: Vec<usize> = (0..input.nodes.len())
-        .filter(|&n| job.allows(&input.nodes[n].region))
-        .collect();
-    if allowed.is_empty() {
-        return Err(Unplaced::NoAllowedRegion);
-    }
-    let fits: Vec<usize> = allowed
-        .into_iter()
-        .filter(|&n| input.nodes[n].capacity_units >= job.units)
+    // Called for every job at every step: the capacity first, it is cheaper to check.
+    let fits: Vec<usize> = (0..input.nodes.len())
+        .filter(|&n| {
+            let node = &input.nodes[n];
+            node.capacity_units >= job.units && job.allows(&node.region)
+        })
         .collect();
     if fits.is_empty() {
-        return Err(Unplaced::TooLarge);
+        return Err(if input.nodes.iter().any(|n| job.allows(&n.region)) {
+            Unplaced::TooLarge
+        } else {
+            Unplaced::NoAllowedRegion
+        });
     }
     if job.latest_start < 0 {
         return Err(Unplaced::PastDeadline);
@@ -1262,12 +1263,13 @@ fn insert_searching(
         // (blockers, their compute-hours, cost, node, start, blockers' indices)
         let mut cands: Vec<(usize, f64, f64, usize, usize, Vec<usize>)> = Vec::new();
         for &(_, n) in &order {
+            let over = runs_by_size(input, all, &on_node[n], None);
             for st in 0..=last {
                 if !job.may_start(st, slack) {
                     continue;
                 }
-                let Some(chosen) = blockers_at(input, grid, all, &on_node, job, (n, st), None)
-                    .filter(|c| !c.is_empty())
+                let Some(chosen) =
+                    blockers_at(input, grid, &over, job, (n, st)).filter(|c| !c.is_empty())
                 else {
                     continue;
                 };
@@ -1388,7 +1390,7 @@ fn make_fair(input: &PlanInput, grid: &mut Grid, cand: &mut Level, served: &[boo
                 .filter(|&&k| jobs[k].priority > job.priority)
                 .map(|&k| (k, k, at[k].map_or(0, |a| a.1)))
                 .collect();
-            over.sort_by(|a, b| lift_first(&jobs[a.0], &jobs[b.0]));
+            sort_lift_first(jobs, &mut over);
             for st in 0..=last {
                 if !job.may_start(st, slack) {
                     continue;
@@ -1450,34 +1452,50 @@ const EJECT_ALL_LIMIT: usize = 20_000;
 /// Passes of the ejection search.
 const EJECT_PASSES: usize = 2;
 
-/// Placed jobs on node `n` (not `except`) that would have to step aside for `job` to run
-/// from `st`, the smallest first; None when even all of them would not make room.
+/// The runs of `over` (on node `n`, from [`runs_by_size`]) that would have to step aside for
+/// `job` to run from `st`, the smallest first; None when even all of them would not make
+/// room.
 fn blockers_at(
     input: &PlanInput,
     grid: &Grid,
-    all: &Level,
-    on_node: &[Vec<usize>],
+    over: &[(usize, usize, usize)],
     job: &PlanJob,
     (n, st): (usize, usize),
-    except: Option<usize>,
 ) -> Option<Vec<usize>> {
-    let mut over: Vec<(usize, usize, usize)> = on_node[n]
-        .iter()
-        .filter(|&&k| Some(k) != except)
-        .map(|&k| (k, all.placed[k].0, all.placed[k].2))
-        .collect();
-    over.sort_by(|a, b| {
-        chr(&input.jobs[a.1])
-            .total_cmp(&chr(&input.jobs[b.1]))
-            .then(a.0.cmp(&b.0))
-    });
-    make_room(input, &grid.free[n], job, st, over)
+    make_room(input, &grid.free[n], job, st, over.iter().copied())
 }
 
-/// The order in which runs step aside for a job that needs their room: the least urgent
-/// first, then the smallest.
-fn lift_first(a: &PlanJob, b: &PlanJob) -> std::cmp::Ordering {
-    b.priority.cmp(&a.priority).then(chr(a).total_cmp(&chr(b)))
+/// The runs of `all` on a node (`on_node`, indices into `all.placed`) but `except`, as
+/// (index, job, start), smallest first: the order in which [`blockers_at`] takes them.
+fn runs_by_size(
+    input: &PlanInput,
+    all: &Level,
+    on_node: &[usize],
+    except: Option<usize>,
+) -> Vec<(usize, usize, usize)> {
+    let mut over: Vec<(f64, (usize, usize, usize))> = on_node
+        .iter()
+        .filter(|&&k| Some(k) != except)
+        .map(|&k| {
+            let (j, _, s, _) = all.placed[k];
+            (chr(&input.jobs[j]), (k, j, s))
+        })
+        .collect();
+    over.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1 .0.cmp(&b.1 .0)));
+    over.into_iter().map(|o| o.1).collect()
+}
+
+/// Sorts `runs` (key, job, start) stably into the order in which runs step aside for a job
+/// that needs their room: the least urgent first, then the smallest.
+fn sort_lift_first<K: Copy>(jobs: &[PlanJob], runs: &mut [(K, usize, usize)]) {
+    let mut keyed: Vec<_> = runs
+        .iter()
+        .map(|&r| (jobs[r.1].priority, chr(&jobs[r.1]), r))
+        .collect();
+    keyed.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.total_cmp(&b.1)));
+    for (r, k) in runs.iter_mut().zip(keyed) {
+        *r = k.2;
+    }
 }
 
 /// The fewest of the runs `over` (key, job, start) on one node, taken in the order given and
@@ -1624,7 +1642,8 @@ fn eject_search(input: &PlanInput, grid: &mut Grid, all: &mut Level, slack: i64)
         for &(_, n, st) in &cands {
             // Room as it would be with the job lifted from its own spot.
             grid.release(n0, s0, job);
-            let b = blockers_at(input, grid, all, &on_node, job, (n, st), Some(k));
+            let over = runs_by_size(input, all, &on_node[n], Some(k));
+            let b = blockers_at(input, grid, &over, job, (n, st));
             grid.reserve(n0, s0, job);
             let Some(b) = b else {
                 continue;
