@@ -864,24 +864,28 @@ impl Strategy for Optimized {
             if input.jobs.len() * input.nodes.len() <= EJECT_ALL_LIMIT {
                 eject_search(input, &mut grid, &mut all, slack);
             }
-        } else {
-            // The levels placed their jobs at expected-load prices: moved to their cheapest
-            // spots at the real ones, they leave room step 4 and the "make room" rounds of
-            // step 6 then give to jobs left out. On `large`, seeds 1-6, summed penalised
-            // cost -0.3 / -0.7 / -0.1 % at load 0.3 / 0.6 / 0.9 (814 -> 693 jobs left out
-            // at 0.6), for about 180 ms; a second pass gained nothing more at seeds 1-2.
-            local_search_rounds(input, &mut grid, &mut all, slack, 1);
-            insert_across_levels(input, &mut grid, &mut all, slack);
         }
         // The jobs the plan places so far: step 3's packings, and step 6's rounds, leave one
         // of them out only for a more urgent job or one of its own priority (see `fair_to`).
-        let served: Vec<bool> = all
-            .at(input.jobs.len())
-            .iter()
-            .map(Option::is_some)
-            .collect();
+        let served_by = |all: &Level| -> Vec<bool> {
+            all.at(input.jobs.len())
+                .iter()
+                .map(Option::is_some)
+                .collect()
+        };
+        let mut served = served_by(&all);
         if !small {
-            least_freedom_packing(input, &mut grid, &mut all, &served, slack);
+            if !least_freedom_packing(input, &mut grid, &mut all, &served, slack) {
+                // The levels placed their jobs at expected-load prices: moved to their
+                // cheapest spots at the real ones, they leave room step 4 and the "make
+                // room" rounds of step 6 then give to jobs left out. On `large`, seeds 1-6,
+                // summed penalised cost -0.7 / -0.1 % at load 0.6 / 0.9 (814 -> 693 jobs
+                // left out at 0.6), for about 180 ms; a second pass gained nothing more at
+                // seeds 1-2. Where the packing replaces the plan it would be lost work.
+                local_search_rounds(input, &mut grid, &mut all, slack, 1);
+                insert_across_levels(input, &mut grid, &mut all, slack);
+                served = served_by(&all);
+            }
         } else if !all.placed.is_empty() {
             // Whole-instance packings in other orders; one replaces the plan when it costs
             // less (penalties included) and keeps to that rule (see `make_fair`).
@@ -1029,28 +1033,30 @@ fn penalised(input: &PlanInput, level: &Level) -> f64 {
 const PACKING_LEFT_OUT_MAX: f64 = 0.05;
 
 /// Above [`GLOBAL_LIMIT`] pairs, instead of step 3's twelve packings: one whole-instance
-/// packing, least freedom first, with the jobs the plan `all` places (`served`) ahead of the
-/// rest and every job placed at the expected-load prices of all of them. The jobs the plan
-/// places that this leaves out are then held at their spots in the plan and the others placed
-/// again, once, and the cross-level insertion follows; when it leaves out none of them, the
-/// cross-level insertion, a pass of single-job moves and the insertion again. The jobs the
-/// plan places that are still out are then put back where they can be ([`make_fair`],
-/// [`insert_served`], [`make_fair`]). The packing replaces the plan when it costs less,
-/// penalties included, and leaves out a job the plan places only as a round of step 6 may
-/// (`fair_to`). Skipped when the plan leaves out more than [`PACKING_LEFT_OUT_MAX`] of the
-/// jobs. On `large`, hour-by-hour simulation with no deferral slack: at load 0.6, seeds 1-6,
-/// summed penalised cost -3.4 % (94,977.64 -> 91,743.95), for 200 to 350 ms; the pass of
-/// moves after the second packing too would have gained 0.15 % more for 60 to 110 ms. At
-/// load 0.3, seeds 1-4, the plan leaves no job out and the packing loses none: -1.2 to
-/// -1.4 % at real prices with every job in least-freedom order, then -0.2 / -0.1 % more at
-/// seeds 1-2 with the expected-load prices.
+/// packing, least freedom first, every job placed at the expected-load prices of all of them.
+/// The jobs the plan `all` places (`served`) that this leaves out are then held at their spots
+/// in the plan and the others placed again, once, and the cross-level insertion follows; when
+/// it leaves out none of them, the cross-level insertion, a pass of single-job moves and the
+/// insertion again. The jobs the plan places that are still out are then put back where they
+/// can be ([`make_fair`], [`insert_served`], [`make_fair`]). The packing replaces the plan
+/// (and says so) when it costs less, penalties included, and leaves out a job the plan places
+/// only as a round of step 6 may (`fair_to`). Skipped when the plan leaves out more than
+/// [`PACKING_LEFT_OUT_MAX`] of the jobs.
+///
+/// On `large`, hour-by-hour simulation with no deferral slack: at load 0.6, seeds 1-6,
+/// summed penalised cost 94,977.64 without the packing, 91,749.40 with the jobs the plan
+/// places packed ahead of the rest, 90,958.76 in plain least-freedom order (which leaves out
+/// more of them, so that more are held); the pass of moves after the second packing too
+/// would have gained 0.15 % more for 60 to 110 ms. At load 0.3, seeds 1-4, the plan leaves
+/// no job out and the packing loses none: -1.2 to -1.4 % at real prices with every job in
+/// least-freedom order, then -0.2 / -0.1 % more at seeds 1-2 with the expected-load prices.
 fn least_freedom_packing(
     input: &PlanInput,
     grid: &mut Grid,
     all: &mut Level,
     served: &[bool],
     slack: i64,
-) {
+) -> bool {
     let jobs = &input.jobs;
     let left_out = all
         .unplaced
@@ -1058,7 +1064,7 @@ fn least_freedom_packing(
         .filter(|(i, why)| !why.is_final() && flow::last_start(input, *i).is_some())
         .count();
     if left_out as f64 > PACKING_LEFT_OUT_MAX * jobs.len() as f64 {
-        return;
+        return false;
     }
     let old = all.at(jobs.len());
     let mut load = ExpectedLoad::new(input);
@@ -1067,8 +1073,7 @@ fn least_freedom_packing(
     }
     let mut priced = input.clone();
     load.price(input, &mut priced);
-    let mut order = global_order(input, 1);
-    order.sort_by_key(|&i| !served[i]);
+    let order = global_order(input, 1);
     let mut held = vec![false; jobs.len()];
     let (mut g, mut cand) = pack_holding(input, &priced, &order, &old, &held, slack);
     let lost: Vec<usize> = cand
@@ -1094,12 +1099,13 @@ fn least_freedom_packing(
     make_fair(input, &mut g, &mut cand, served, slack);
     insert_served(input, &mut g, &mut cand, served, slack);
     make_fair(input, &mut g, &mut cand, served, slack);
-    if lns::fair_to(jobs, served, &cand.at(jobs.len()))
-        && penalised(input, &cand) < penalised(input, all) - 1e-9
-    {
+    let better = lns::fair_to(jobs, served, &cand.at(jobs.len()))
+        && penalised(input, &cand) < penalised(input, all) - 1e-9;
+    if better {
         *all = cand;
         *grid = g;
     }
+    better
 }
 
 /// The jobs `held` at their spots in `old`, then the others in `order`, each at its cheapest
@@ -1193,20 +1199,19 @@ fn insert_across_levels(input: &PlanInput, grid: &mut Grid, all: &mut Level, sla
     insert_searching(input, grid, all, slack, search);
 }
 
-/// [`insert_across_levels`] for the jobs `served` marks only, searching every node, up to
-/// [`INSERT_TRIALS_WIDE`] spots each, and never giving up.
+/// [`insert_across_levels`] for the jobs `served` marks only, with the search of `small`
+/// and `medium`, never giving up: on `large` at load 0.6, seeds 1-6, after the packing in
+/// least-freedom order, summed penalised cost 90,958.76 against 91,010.04 with every node
+/// and 16 spots each, in 4-11 ms against 29-81 ms.
 fn insert_served(input: &PlanInput, grid: &mut Grid, all: &mut Level, served: &[bool], slack: i64) {
     let (ours, others): (Vec<_>, Vec<_>) = std::mem::take(&mut all.unplaced)
         .into_iter()
         .partition(|u| served[u.0]);
     all.unplaced = ours;
-    let search = (input.nodes.len(), INSERT_TRIALS_WIDE, usize::MAX);
+    let search = (INSERT_NODES, INSERT_TRIALS, usize::MAX);
     insert_searching(input, grid, all, slack, search);
     all.unplaced.extend(others);
 }
-
-/// Spots tried per job by [`insert_served`].
-const INSERT_TRIALS_WIDE: usize = 16;
 
 /// The insertion of step 4 with `(nodes, trials, give_up)`: the cheapest nodes searched per
 /// job, the spots tried per job, and the jobs in a row without a place after which it stops.
@@ -2073,17 +2078,23 @@ mod tests {
         // first, then "flexible" in the next cheapest hour.
         let both = [true, true];
         let (mut g, mut all) = plan(&[(0, 2), (1, 0)], &[]);
-        least_freedom_packing(&input, &mut g, &mut all, &both, 0);
+        assert!(least_freedom_packing(&input, &mut g, &mut all, &both, 0));
         assert_eq!(starts(&all), vec![(0, 1), (1, 0)]);
         assert!((all.cost - (0.04 + 0.02)).abs() < 1e-9, "{}", all.cost);
         assert_eq!(g.free[0], vec![0, 0, 2, 2]);
         // Already the cheapest: kept as it is.
-        least_freedom_packing(&input, &mut g, &mut all, &both, 0);
+        assert!(!least_freedom_packing(&input, &mut g, &mut all, &both, 0));
         assert_eq!(starts(&all), vec![(0, 1), (1, 0)]);
         // A plan that leaves out more than `PACKING_LEFT_OUT_MAX` of the jobs (here half) is
         // left to the steps that may drop jobs.
         let (mut g, mut all) = plan(&[(0, 0)], &[1]);
-        least_freedom_packing(&input, &mut g, &mut all, &[true, false], 0);
+        assert!(!least_freedom_packing(
+            &input,
+            &mut g,
+            &mut all,
+            &[true, false],
+            0
+        ));
         assert_eq!(starts(&all), vec![(0, 0)]);
         assert_eq!(all.unplaced.len(), 1);
         assert_eq!(g.free[0], vec![0, 2, 2, 2]);
@@ -2157,7 +2168,8 @@ mod tests {
                     .iter()
                     .filter(|(i, why)| !why.is_final() && flow::last_start(&input, *i).is_some())
                     .count();
-                least_freedom_packing(&input, &mut grid, &mut all, &served, 0);
+                let kept = least_freedom_packing(&input, &mut grid, &mut all, &served, 0);
+                assert_eq!(kept, all.placed != placed_before, "seed {seed} load {load}");
                 let at = all.at(input.jobs.len());
                 assert!(
                     lns::fair_to(&input.jobs, &served, &at),
