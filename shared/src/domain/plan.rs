@@ -1028,8 +1028,10 @@ fn penalised(input: &PlanInput, level: &Level) -> f64 {
 
 /// Share of the jobs a schedule could place above which the plan left out too many for
 /// [`least_freedom_packing`] to try (planning time): on `large` at load 0.9, seeds 1-3, the
-/// level plan leaves out 11.5 to 11.6 % and the packing, at 450 to 640 ms, never kept to
-/// the rule of `fair_to`; at 0.6, seeds 1-6, it leaves out 1.1 to 1.8 %.
+/// level plan leaves out 11.5 to 11.6 % and the packing never kept to the rule of `fair_to`
+/// (450 to 640 ms with the jobs the plan places packed first; in plain least-freedom order
+/// 850 to 990 ms for the whole plan, and 1.3 to 3.3 % costlier, penalties included); at
+/// 0.6, seeds 1-6, it leaves out 1.1 to 1.8 %.
 const PACKING_LEFT_OUT_MAX: f64 = 0.05;
 
 /// Above [`GLOBAL_LIMIT`] pairs, instead of step 3's twelve packings: one whole-instance
