@@ -1275,8 +1275,8 @@ fn insert_searching(
                 if !job.may_start(st, slack) {
                     continue;
                 }
-                let Some(chosen) =
-                    blockers_at(input, grid, &over, job, (n, st)).filter(|c| !c.is_empty())
+                let Some(chosen) = make_room(input, &grid.free[n], job, st, over.iter().copied())
+                    .filter(|c| !c.is_empty())
                 else {
                     continue;
                 };
@@ -1459,21 +1459,9 @@ const EJECT_ALL_LIMIT: usize = 20_000;
 /// Passes of the ejection search.
 const EJECT_PASSES: usize = 2;
 
-/// The runs of `over` (on node `n`, from [`runs_by_size`]) that would have to step aside for
-/// `job` to run from `st`, the smallest first; None when even all of them would not make
-/// room.
-fn blockers_at(
-    input: &PlanInput,
-    grid: &Grid,
-    over: &[(usize, usize, usize)],
-    job: &PlanJob,
-    (n, st): (usize, usize),
-) -> Option<Vec<usize>> {
-    make_room(input, &grid.free[n], job, st, over.iter().copied())
-}
-
 /// The runs of `all` on a node (`on_node`, indices into `all.placed`) but `except`, as
-/// (index, job, start), smallest first: the order in which [`blockers_at`] takes them.
+/// (index, job, start), smallest first: the order in which step 2 and the ejection search
+/// lift them ([`make_room`]).
 fn runs_by_size(
     input: &PlanInput,
     all: &Level,
@@ -1650,7 +1638,7 @@ fn eject_search(input: &PlanInput, grid: &mut Grid, all: &mut Level, slack: i64)
             // Room as it would be with the job lifted from its own spot.
             grid.release(n0, s0, job);
             let over = runs_by_size(input, all, &on_node[n], Some(k));
-            let b = blockers_at(input, grid, &over, job, (n, st));
+            let b = make_room(input, &grid.free[n], job, st, over.iter().copied());
             grid.reserve(n0, s0, job);
             let Some(b) = b else {
                 continue;
